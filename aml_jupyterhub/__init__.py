@@ -1,0 +1,3 @@
+"""JupyterHub on Azure Machine Learning compute instances, as the signed-in user."""
+
+__version__ = "0.1.0.dev0"

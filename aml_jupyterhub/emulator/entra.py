@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the entra work."""
+
+
+def routes(state):
+    return []

@@ -1,0 +1,5 @@
+"""Placeholder: filled in by the graph work."""
+
+
+def routes(state):
+    return []
