@@ -9,7 +9,8 @@ endpoints come from the environment, set by ``python -m aml_jupyterhub.emulator.
 - AML_DEMO_HOME           where the demo users' home directories go
 - AML_DEMO_HUB_PORT       the hub's public port (default 8000)
 
-Until the AML spawner lands this uses JupyterHub's simple local-process spawner.
+Sign-in is the delegated Entra ID authenticator; until the AML spawner lands,
+servers are JupyterHub's simple local processes.
 """
 
 import json
@@ -26,20 +27,25 @@ c.JupyterHub.bind_url = hub_url
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.cleanup_servers = True
 
-# -- sign-in: Entra ID v2 (emulated) ------------------------------------------
-c.JupyterHub.authenticator_class = "azuread"
-c.AzureAdOAuthenticator.client_id = os.environ["AML_CLIENT_ID"]
-c.AzureAdOAuthenticator.client_secret = os.environ["AML_CLIENT_SECRET"]
-c.AzureAdOAuthenticator.tenant_id = tenant_id
-c.AzureAdOAuthenticator.authorize_url = f"{endpoints['authority']}/{tenant_id}/oauth2/v2.0/authorize"
-c.AzureAdOAuthenticator.token_url = f"{endpoints['authority']}/{tenant_id}/oauth2/v2.0/token"
-c.AzureAdOAuthenticator.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
-c.AzureAdOAuthenticator.scope = ["openid", "profile", "offline_access", "https://management.azure.com/user_impersonation"]
-c.AzureAdOAuthenticator.username_claim = "preferred_username"
-c.AzureAdOAuthenticator.http_request_kwargs = {"ca_certs": endpoints["ca_bundle"]}
-c.AzureAdOAuthenticator.enable_auth_state = True
-c.AzureAdOAuthenticator.allow_all = True
-c.AzureAdOAuthenticator.admin_users = {"carol@contoso.example"}
+# -- sign-in: delegated Entra ID (emulated) -----------------------------------
+from aml_jupyterhub.auth import configure_token_broker  # noqa: E402
+from aml_jupyterhub.emulator.config import default_config  # noqa: E402
+
+c.JupyterHub.authenticator_class = "azuread-delegated"
+auth = c.AzureAdDelegatedAuthenticator
+auth.authority_host = endpoints["authority"]
+auth.tenant_id = tenant_id
+auth.client_id = os.environ["AML_CLIENT_ID"]
+auth.client_secret = os.environ["AML_CLIENT_SECRET"]
+auth.oauth_callback_url = f"{hub_url}/hub/oauth_callback"
+auth.ca_certs = endpoints["ca_bundle"]
+auth.graph_api_url = endpoints["graph"]
+# The demo directory's group object ids -> JupyterHub group names.
+auth.group_names = {g.id: g.display_name for g in default_config().groups}
+auth.allowed_groups = {"data-scientists", "jupyterhub-admins"}
+auth.admin_groups = {"jupyterhub-admins"}
+c.Authenticator.refresh_pre_spawn = True
+configure_token_broker(c)
 
 # -- servers: local processes until the AML spawner lands -----------------------
 c.JupyterHub.spawner_class = "simple"

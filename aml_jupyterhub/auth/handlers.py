@@ -1,0 +1,64 @@
+"""The token broker: the user's own code asks the hub for a fresh delegated token.
+
+``GET /hub/api/aml/tokens/<resource>`` with ``Authorization: token <hub API token>``
+answers ``{"access_token", "expires_on", "resource"}`` for the token's owner.
+It needs the custom scope ``custom:aml-jupyterhub:tokens`` for that user,
+never accepts browser cookies, never returns a refresh token, and never
+puts a token in an error or a log line.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers.base import APIHandler
+from tornado import web
+
+from .broker import NeedsLogin, TokenUnavailable
+from .resources import UnknownResource
+
+BROKER_SCOPE = "custom:aml-jupyterhub:tokens"
+
+
+class TokenBrokerHandler(APIHandler):
+    def _owner_may_use_broker(self, user) -> bool:
+        return BROKER_SCOPE in self.expanded_scopes or f"{BROKER_SCOPE}!user={user.name}" in self.expanded_scopes
+
+    async def get(self, resource: str) -> None:
+        user = self.current_user
+        if user is None:
+            raise web.HTTPError(403, "Missing or invalid hub API token.")
+        if not getattr(self, "_token_authenticated", False):
+            raise web.HTTPError(403, "The token broker accepts hub API tokens only, not browser cookies.")
+        if user.kind != "user" or not self._owner_may_use_broker(user):
+            raise web.HTTPError(403, f"This token lacks the {BROKER_SCOPE} scope for its user.")
+        authenticator = self.authenticator
+        if resource not in authenticator.broker_resources:
+            raise web.HTTPError(403, f"Resource {resource!r} is not available from the token broker.")
+        try:
+            token = await authenticator.tokens.get(user, resource)
+        except UnknownResource as e:
+            raise web.HTTPError(403, str(e)) from None
+        except NeedsLogin:
+            raise web.HTTPError(401, "Your Entra ID sign-in has expired or was revoked: log in to the hub again.") from None
+        except TokenUnavailable as e:
+            raise web.HTTPError(502, f"Entra ID did not issue a token: {e}") from None
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"access_token": token.token, "expires_on": token.expires_on, "resource": resource}))
+
+
+def configure_token_broker(c) -> None:
+    """Grant every user (and their servers) the broker scope for themselves only.
+
+    Call from ``jupyterhub_config.py``: ``configure_token_broker(c)``.
+    """
+    c.JupyterHub.custom_scopes = {
+        **dict(c.JupyterHub.get("custom_scopes", {})),
+        BROKER_SCOPE: {"description": "Get fresh Entra ID tokens for your own resources (aml-jupyterhub)."},
+    }
+    c.JupyterHub.load_roles = [
+        *list(c.JupyterHub.get("load_roles", [])),
+        {"name": "user", "scopes": ["self", f"{BROKER_SCOPE}!user"]},
+    ]
+    c.Spawner.server_token_scopes = ["access:servers!server", "users:activity!user", f"{BROKER_SCOPE}!user"]

@@ -1,0 +1,86 @@
+"""Validate Entra ID id_tokens: signature against the tenant's JWKS, issuer, audience, lifetime."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jwt
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+
+class IdTokenError(Exception):
+    """The id_token cannot be trusted; the message names the check that failed."""
+
+
+class OpenIdConfiguration:
+    """The tenant's discovery document and signing keys, fetched lazily and cached."""
+
+    def __init__(self, discovery_url: str, ca_certs: str | None = None, timeout: float = 20.0, min_refetch: float = 300):
+        self.discovery_url = discovery_url
+        self.ca_certs = ca_certs
+        self.timeout = timeout
+        self.min_refetch = min_refetch
+        self._document: dict[str, Any] | None = None
+        self._keys: dict[str, Any] = {}
+        self._keys_fetched_at = 0.0
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        request = HTTPRequest(url, request_timeout=self.timeout, connect_timeout=self.timeout, ca_certs=self.ca_certs)
+        response = await AsyncHTTPClient().fetch(request)
+        return json.loads(response.body)
+
+    async def document(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = await self._get_json(self.discovery_url)
+        return self._document
+
+    async def key(self, kid: str) -> Any:
+        """The public key for ``kid``; refetches the JWKS (rate-limited) when the key is new."""
+        stale = time.monotonic() - self._keys_fetched_at > self.min_refetch
+        if kid not in self._keys and (not self._keys or stale):
+            jwks = await self._get_json((await self.document())["jwks_uri"])
+            self._keys = {k["kid"]: jwt.PyJWK(k, algorithm="RS256").key for k in jwks.get("keys", []) if "kid" in k}
+            self._keys_fetched_at = time.monotonic()
+        if kid not in self._keys:
+            raise IdTokenError(f"id_token signed with an unknown key {kid!r}")
+        return self._keys[kid]
+
+
+async def validate_id_token(
+    token: str,
+    oidc: OpenIdConfiguration,
+    client_id: str,
+    *,
+    allowed_tenants: set[str] | None = None,
+    nonce: str | None = None,
+    leeway: float = 120,
+) -> dict[str, Any]:
+    """Return the claims of ``token`` once every check passed, else raise :class:`IdTokenError`."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise IdTokenError(f"id_token is malformed: {e}") from None
+    document = await oidc.document()
+    tenant = unverified.get("tid", "")
+    issuer = document["issuer"].replace("{tenantid}", tenant)
+    if allowed_tenants is not None and tenant not in allowed_tenants:
+        raise IdTokenError(f"id_token from tenant {tenant!r}, which this hub does not accept")
+    key = await oidc.key(header.get("kid", ""))
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=client_id,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iat", "aud", "iss", "sub"]},
+        )
+    except jwt.PyJWTError as e:
+        raise IdTokenError(f"id_token rejected: {e}") from None
+    if nonce is not None and claims.get("nonce") != nonce:
+        raise IdTokenError("id_token nonce does not match the sign-in request")
+    return claims

@@ -1,0 +1,86 @@
+"""Getting the browser from ``/user/<name>/...`` to the user's compute instance.
+
+A compute instance's Jupyter sits behind the Azure ML gateway, which only the
+assigned user's own browser session can pass. So the hub does not proxy it:
+every running server's proxy route points at ONE small redirect server in the
+hub process (one port for the whole hub, no process per user), which answers
+``302`` to the same path on that user's compute instance::
+
+    /user/alice/lab/tree/x.ipynb  ->  https://<ci>.<region>.instances.azureml.ms/lab/tree/x.ipynb
+
+JupyterHub's "is it up?" check (``GET <url>/api``) gets a 302 too, which it
+counts as up; the spawner returns only once the instance is Running anyway.
+See docs/connection.md for the modes considered.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import ClassVar
+from urllib.parse import urljoin, urlsplit
+
+from tornado import httpserver, netutil, web
+
+
+class _Redirect(web.RequestHandler):
+    def initialize(self, routes: dict[str, str]) -> None:
+        self.routes = routes
+
+    def _target(self) -> str | None:
+        path = self.request.path
+        prefix = next((p for p in sorted(self.routes, key=len, reverse=True) if path.startswith(p)), None)
+        if prefix is None:
+            return None
+        rest = path[len(prefix):]
+        query = f"?{self.request.query}" if self.request.query else ""
+        return urljoin(self.routes[prefix], rest) + query
+
+    def get(self) -> None:
+        target = self._target()
+        if target is None:
+            raise web.HTTPError(404, "This server is not running.")
+        self.set_header("Cache-Control", "no-store")
+        self.redirect(target, status=302)
+
+    head = post = get
+
+
+APP_SUFFIXES = ("/lab", "/tree", "/jupyter")
+
+
+def instance_root(endpoint_uri: str) -> str:
+    """The root of an instance's Jupyter from an application endpoint (``.../lab`` -> ``.../``)."""
+    parts = urlsplit(endpoint_uri)
+    path = parts.path.rstrip("/")
+    for suffix in APP_SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    return f"{parts.scheme}://{parts.netloc}{path}/"
+
+
+class Redirector:
+    """The hub-wide redirect server; spawners register ``/user/<name>/[<server>/]`` -> instance base URL."""
+
+    _instance: ClassVar[Redirector | None] = None
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.routes: dict[str, str] = {}
+        app = web.Application([(r".*", _Redirect, {"routes": self.routes})], log_function=lambda h: None)
+        sockets = netutil.bind_sockets(port, host, family=socket.AF_INET)
+        self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        self._server = httpserver.HTTPServer(app)
+        self._server.add_sockets(sockets)
+
+    @classmethod
+    def shared(cls, host: str = "127.0.0.1", port: int = 0) -> Redirector:
+        if cls._instance is None:
+            cls._instance = cls(host, port)
+        return cls._instance
+
+    def add(self, base_url: str, instance_url: str) -> None:
+        """Route ``base_url`` (e.g. ``/user/alice/``) to the root of the instance behind ``instance_url``."""
+        self.routes[base_url] = instance_root(instance_url)
+
+    def remove(self, base_url: str) -> None:
+        self.routes.pop(base_url, None)

@@ -1,0 +1,159 @@
+"""One periodic ``list`` per workspace, shared by every spawner in the hub.
+
+``poll()`` and the waits in ``start()``/``stop()`` read this cache instead of
+calling Azure, so ARM reads per minute depend on the number of workspaces,
+not the number of users. Throttling (429) and outages back off exponentially.
+
+Which identity lists? By default the delegated ARM credential of a user who
+has a server in that workspace (the most recently registered one that still
+works): no extra secret on the hub. An admin may configure a hub credential
+with Reader on the workspaces instead (``AMLSpawner.poll_credential``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Callable, ClassVar
+
+from . import errors
+from .azure_calls import ArmEndpoint, ComputeReader
+from .profiles import Workspace
+from .snapshots import ComputeSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class WorkspaceReflector:
+    _instances: ClassVar[dict[tuple[str, str], WorkspaceReflector]] = {}
+
+    def __init__(self, endpoint: ArmEndpoint, workspace: Workspace, interval: float, max_backoff: float = 300.0) -> None:
+        self.endpoint = endpoint
+        self.workspace = workspace
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.snapshots: dict[str, ComputeSnapshot] = {}
+        self.synced_at = 0.0
+        self.lists = 0  # successful lists, for metrics and tests
+        self.failures = 0
+        self._readers: OrderedDict[str, ComputeReader] = OrderedDict()
+        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def for_workspace(cls, endpoint: ArmEndpoint, workspace: Workspace, interval: float) -> WorkspaceReflector:
+        """The hub-wide reflector of ``workspace`` (created and started on first use)."""
+        key = (endpoint.url, workspace.arm_id.lower())
+        if key not in cls._instances:
+            cls._instances[key] = cls(endpoint, workspace, interval)
+        reflector = cls._instances[key]
+        reflector.start()
+        return reflector
+
+    @classmethod
+    async def stop_all(cls) -> None:
+        for reflector in list(cls._instances.values()):
+            await reflector.stop()
+        cls._instances.clear()
+
+    # -- who lists -------------------------------------------------------------
+    def register(self, key: str, credential: Any) -> None:
+        """Offer an identity to list with (newest first); idempotent."""
+        if key in self._readers:
+            self._readers.move_to_end(key)
+        else:
+            self._readers[key] = ComputeReader(self.endpoint, self.workspace, credential)
+        self._wake.set()
+
+    def unregister(self, key: str) -> None:
+        reader = self._readers.pop(key, None)
+        if reader is not None:
+            asyncio.ensure_future(reader.close())
+
+    # -- the loop ----------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for key in list(self._readers):
+            self.unregister(key)
+
+    def poke(self) -> None:
+        """Ask for a list soon (after a write); coalesced, so many pokes cost one list."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        delay = 0.0
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay or None)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if not self._readers:
+                delay = 0.0  # sleep until someone registers
+                continue
+            delay = await self._list_once()
+
+    async def _list_once(self) -> float:
+        """List with the newest working identity; returns how long to wait before the next list."""
+        while self._readers:
+            key, reader = next(reversed(self._readers.items()))
+            try:
+                snapshots = await reader.list()
+            except errors.SignInExpired:
+                log.info("Reflector for %s: identity %s can no longer list; trying another", self.workspace.key, key)
+                self.unregister(key)
+                continue
+            except errors.ComputeError as e:
+                self.failures += 1
+                backoff = min(self.max_backoff, self.interval * 2 ** min(self.failures, 8))
+                log.warning("Listing computes of %s failed (%s); next try in %.0fs", self.workspace.key, e, backoff)
+                return backoff
+            self.failures = 0
+            await self._publish({s.name: s for s in snapshots})
+            return self.interval
+        return 0.0
+
+    async def _publish(self, snapshots: dict[str, ComputeSnapshot]) -> None:
+        async with self._changed:
+            self.snapshots = snapshots
+            self.synced_at = time.monotonic()
+            self.lists += 1
+            self._changed.notify_all()
+
+    # -- readers of the cache ------------------------------------------------------
+    def get(self, name: str) -> ComputeSnapshot | None:
+        return self.snapshots.get(name)
+
+    async def update(self, snapshot: ComputeSnapshot | None, name: str) -> None:
+        """Record what a direct GET just saw (fresher than the last list)."""
+        async with self._changed:
+            if snapshot is None:
+                self.snapshots.pop(name, None)
+            else:
+                self.snapshots[name] = snapshot
+            self._changed.notify_all()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait for a first successful list (e.g. right after a hub restart)."""
+        return await self.wait_until(lambda: self.synced_at > 0, timeout)
+
+    async def wait_for(
+        self, name: str, done: Callable[[ComputeSnapshot | None], bool], timeout: float | None
+    ) -> ComputeSnapshot | None:
+        """Wait until ``done(snapshot)`` holds for compute ``name``; returns that snapshot."""
+        await self.wait_until(lambda: done(self.snapshots.get(name)), timeout)
+        return self.snapshots.get(name)
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+        return True

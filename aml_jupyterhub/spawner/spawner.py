@@ -1,0 +1,374 @@
+"""``AMLSpawner``: each user's own Azure ML compute instance, created and started as that user."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jinja2
+from jupyterhub.spawner import Spawner
+from tornado import web
+from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
+
+from ..auth.broker import ThreadCredential
+from . import errors
+from .azure_calls import ArmEndpoint, ComputeReader, ComputeWriter
+from .connection import Redirector
+from .plan import Step, plan_start
+from .profiles import Choice, Profile, ProfileError, Workspace, choose, parse_profiles, parse_workspaces
+from .reflector import WorkspaceReflector
+from .slugs import compute_instance_name
+from .snapshots import ComputeSnapshot
+from .specs import Owner, compute_instance_spec, ownership_tags
+from .states import Phase
+
+STATE_VERSION = 1
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent.parent / "templates"), autoescape=True
+)
+
+
+def delegated_arm_credential(spawner: AMLSpawner) -> Any:
+    """Default: the signed-in user's own delegated ARM token (needs the azuread-delegated authenticator)."""
+    tokens = getattr(spawner.authenticator, "tokens", None)
+    if tokens is None:
+        raise errors.SignInExpired("the authenticator keeps no delegated tokens")
+    return tokens.credential(spawner.user, "arm")
+
+
+async def owner_from_auth_state(spawner: AMLSpawner) -> Owner:
+    """Default: the Entra object id and tenant from the validated id_token in auth_state."""
+    auth_state = await spawner.user.get_auth_state() or {}
+    claims = auth_state.get("user") or {}
+    if not claims.get("oid") or not claims.get("tid"):
+        raise errors.SignInExpired("no Entra identity in auth_state")
+    return Owner(spawner.user.name, claims["oid"], claims["tid"])
+
+
+class AMLSpawner(Spawner):
+    """Start each user's personal Azure ML compute instance, as them, and send their browser to it."""
+
+    # -- configuration ----------------------------------------------------------------
+    workspaces = Dict(
+        config=True,
+        help="""Azure ML workspaces servers may run in, by key::
+
+            {"research": {"subscription_id": "...", "resource_group": "rg-ml",
+                          "workspace_name": "ws-research", "location": "eastus",
+                          "display_name": "Research"}}
+        """,
+    )
+    profiles = Union(
+        [List(Dict()), Callable()],
+        default_value=[],
+        config=True,
+        help="""Compute profiles users choose from (a list of dicts, or a callable/async
+        callable taking the spawner). Keys: key, display_name, workspace (a key of
+        `workspaces`), vm_size, description, idle_shutdown_minutes (15..4320),
+        groups (JupyterHub groups that may use it; empty: all), default, schedules.""",
+    )
+    arm_url = Unicode("https://management.azure.com", config=True, help="Azure Resource Manager endpoint.")
+    ca_bundle = Unicode("", config=True, help="CA bundle for ARM (the local emulator's); empty: the system's.")
+    hub_id = Unicode(
+        "jupyterhub",
+        config=True,
+        help="Identifies this hub in compute names and tags; give each hub sharing a workspace its own.",
+    )
+    compute_name_prefix = Unicode("jh", config=True, help="First letters of every compute-instance name.")
+    arm_credential = Callable(
+        default_value=delegated_arm_credential,
+        config=True,
+        help="""callable(spawner) -> azure-core AsyncTokenCredential used for every ARM call.
+        Default: the user's own delegated token. A service principal is possible but acts as the hub, not the user.""",
+    )
+    owner = Callable(
+        default_value=owner_from_auth_state,
+        config=True,
+        help="async callable(spawner) -> Owner(username, oid, tenant_id): whom the instance is assigned to.",
+    )
+    poll_interval_seconds = Float(15.0, config=True, help="How often each workspace's computes are listed (shared by all users).")
+    azure_timeout_seconds = Float(60.0, config=True, help="Timeout of each Azure call.")
+    stop_wait_seconds = Float(300.0, config=True, help="How long stop() waits for Stopped before returning anyway.")
+    patience_seconds = Float(60.0, config=True, help="After this long without a state change, tell the user it is still on its way.")
+    sdk_threads = Integer(16, config=True, help="Worker threads shared by all azure-ai-ml calls of the hub.")
+    redirect_port = Integer(0, config=True, help="Port of the hub-wide redirect server on 127.0.0.1 (0: any free port).")
+
+    @default("start_timeout")
+    def _start_timeout_default(self) -> int:
+        return 20 * 60  # Azure creates an instance in ~5 minutes; setup scripts add more
+
+    @default("http_timeout")
+    def _http_timeout_default(self) -> int:
+        return 60
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        return AMLSpawner._validate_user_options
+
+    @default("options_form")
+    def _options_form_default(self):
+        return AMLSpawner._render_options_form
+
+    _executor: ClassVar[ThreadPoolExecutor | None] = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.compute_name: str | None = None
+        self.workspace_key: str | None = None
+        self.profile_key: str | None = None
+        self.jupyter_url: str | None = None
+        self._choice: Choice | None = None
+        self._events: list[dict[str, Any]] = []
+        self._events_changed = asyncio.Event()
+
+    # -- the life cycle ---------------------------------------------------------------------
+    async def start(self) -> str:
+        choice = self._choice or await self._choose(self.user_options or {})
+        workspace = self._workspaces()[choice.profile.workspace]
+        owner = await self.owner(self)
+        self.compute_name = compute_instance_name(
+            self.compute_name_prefix, self.user.name, owner.oid, self.name, choice.profile.key, self.hub_id
+        )
+        self.workspace_key, self.profile_key = workspace.key, choice.profile.key
+        self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
+        reflector = self._reflector(workspace)
+        current = await self._read(workspace)
+        step = plan_start(current, owner, choice.recreate)
+        self._emit(5, self._describe(step, current))
+        await self._carry_out(step, workspace, choice.profile, owner, reflector)
+        snapshot = await self._wait_until_running(reflector)
+        return self._connect(snapshot)
+
+    async def stop(self, now: bool = False) -> None:
+        if not self.compute_name or not self.workspace_key:
+            return
+        workspace = self._workspaces()[self.workspace_key]
+        reflector = self._reflector(workspace)
+        Redirector.shared().remove(self.server.base_url if self.server else "")
+        current = await self._read(workspace)
+        if current is not None and current.state in ("Running", "JobRunning"):
+            await self._writer(workspace).begin_stop(self.compute_name)
+            reflector.poke()
+        if not now:
+            try:
+                await reflector.wait_for(self.compute_name, _at_rest, self.stop_wait_seconds)
+            except asyncio.TimeoutError:
+                self.log.warning("%s still stopping after %ss; leaving it to Azure", self.compute_name, self.stop_wait_seconds)
+
+    async def poll(self) -> int | None:
+        if not self.compute_name or not self.workspace_key:
+            return 0
+        reflector = self._reflector(self._workspaces()[self.workspace_key])
+        if not reflector.synced_at:
+            return None  # no list yet (hub just started): assume running, decide on the next poll
+        snapshot = reflector.get(self.compute_name)
+        if snapshot is None:
+            return 0
+        if snapshot.phase is Phase.RUNNING or snapshot.state in _STARTING:
+            return None
+        return 1 if snapshot.phase is Phase.FAILED else 0
+
+    async def get_url(self) -> str:
+        """After a hub restart: wait for an instance that was still starting, then give its route."""
+        if not self.compute_name or not self.workspace_key:
+            return await super().get_url()
+        snapshot = await self._wait_until_running(self._reflector(self._workspaces()[self.workspace_key]))
+        return self._connect(snapshot)
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        sent = 0
+        while True:
+            for event in self._events[sent:]:
+                yield event
+            sent = len(self._events)
+            if self._events and self._events[-1].get("ready"):
+                return
+            self._events_changed.clear()
+            await self._events_changed.wait()
+
+    # -- state that survives the hub ------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.compute_name:
+            state.update(
+                v=STATE_VERSION,
+                compute_name=self.compute_name,
+                workspace=self.workspace_key,
+                profile=self.profile_key,
+                jupyter_url=self.jupyter_url,
+            )
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("v") == STATE_VERSION:
+            self.compute_name = state.get("compute_name")
+            self.workspace_key = state.get("workspace")
+            self.profile_key = state.get("profile")
+            self.jupyter_url = state.get("jupyter_url")
+
+    def clear_state(self) -> None:
+        """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse)."""
+        super().clear_state()
+        self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = None
+        self._events = []
+
+    # -- the steps -------------------------------------------------------------------------------
+    async def _carry_out(
+        self, step: Step, workspace: Workspace, profile: Profile, owner: Owner, reflector: WorkspaceReflector
+    ) -> None:
+        writer, name = self._writer(workspace), self.compute_name
+        assert name is not None
+        if step is Step.RECREATE:
+            await writer.begin_delete(name)
+            step = Step.CREATE_WHEN_GONE
+        if step is Step.CREATE_WHEN_GONE:
+            reflector.poke()
+            await reflector.wait_for(name, lambda s: s is None, self.start_timeout)
+            step = Step.CREATE
+        if step is Step.START_WHEN_STOPPED:
+            reflector.poke()
+            await reflector.wait_for(name, lambda s: s is None or s.state == "Stopped", self.start_timeout)
+            step = Step.START
+        if step is Step.CREATE:
+            tags = ownership_tags(self.hub_id, owner, self.name, profile)
+            await writer.begin_create(compute_instance_spec(name, profile, owner, tags))
+        elif step is Step.START:
+            await writer.begin_start(name)
+        await self._read(workspace)  # see the new state now, not at the next list
+        reflector.poke()
+
+    async def _wait_until_running(self, reflector: WorkspaceReflector) -> ComputeSnapshot:
+        name = self.compute_name
+        assert name is not None
+        seen = reflector.get(name).state if reflector.get(name) else None
+        while True:
+            try:
+                snapshot = await reflector.wait_for(name, lambda s: (s.state if s else None) != seen or _ready(s), self.patience_seconds)
+            except asyncio.TimeoutError:
+                self._emit(None, f"Still {seen or 'waiting'}: Azure is taking its time, hang on.")
+                continue
+            if snapshot is None:
+                raise errors.ComputeFailed(name, "gone", "it was deleted while starting")
+            if _ready(snapshot):
+                self._emit(100, f"{name} is running.", ready=True)
+                return snapshot
+            if snapshot.phase is Phase.FAILED or snapshot.state == "Stopped" and seen not in (None, "Stopped"):
+                raise errors.ComputeFailed(name, snapshot.state or "failed", "; ".join(snapshot.errors))
+            seen = snapshot.state
+            self._emit(_PROGRESS.get(seen or "", 50), f"{name}: {seen}")
+
+    def _connect(self, snapshot: ComputeSnapshot) -> str:
+        self.jupyter_url = snapshot.jupyter_url()
+        redirector = Redirector.shared(port=self.redirect_port)
+        if self.server is not None and self.jupyter_url:
+            redirector.add(self.server.base_url, self.jupyter_url)
+        return redirector.url
+
+    # -- helpers ------------------------------------------------------------------------------------
+    async def _read(self, workspace: Workspace) -> ComputeSnapshot | None:
+        assert self.compute_name is not None
+        reader = ComputeReader(self._endpoint(), workspace, self.arm_credential(self))
+        try:
+            snapshot = await reader.get(self.compute_name)
+        finally:
+            await reader.close()
+        await self._reflector(workspace).update(snapshot, self.compute_name)
+        return snapshot
+
+    def _writer(self, workspace: Workspace) -> ComputeWriter:
+        if AMLSpawner._executor is None:
+            AMLSpawner._executor = ThreadPoolExecutor(self.sdk_threads, thread_name_prefix="aml-sdk")
+        sync_credential = ThreadCredential(self.arm_credential(self), asyncio.get_running_loop(), self.azure_timeout_seconds)
+        return ComputeWriter(self._endpoint(), workspace, sync_credential, AMLSpawner._executor)
+
+    def _reflector(self, workspace: Workspace) -> WorkspaceReflector:
+        reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
+        reflector.register(self.user.name, self.arm_credential(self))
+        return reflector
+
+    def _endpoint(self) -> ArmEndpoint:
+        return ArmEndpoint(self.arm_url, self.ca_bundle or None, self.azure_timeout_seconds)
+
+    def _workspaces(self) -> dict[str, Workspace]:
+        return parse_workspaces(self.workspaces)
+
+    async def _profiles(self) -> list[Profile]:
+        raw = self.profiles
+        if callable(raw):
+            raw = raw(self)
+            if asyncio.iscoroutine(raw):
+                raw = await raw
+        return parse_profiles(raw, self._workspaces())
+
+    async def _choose(self, user_options: dict[str, Any]) -> Choice:
+        groups = [g.name for g in self.user.groups]
+        try:
+            return choose(await self._profiles(), groups, user_options)
+        except ProfileError as e:
+            raise web.HTTPError(400, str(e)) from None
+
+    def _persist_state(self) -> None:
+        self.orm_spawner.state = self.get_state()
+        self.db.commit()
+
+    def _emit(self, progress: int | None, message: str, ready: bool = False) -> None:
+        event: dict[str, Any] = {"message": message, "time": time.time()}
+        if progress is not None:
+            event["progress"] = progress
+        if ready:
+            event["ready"] = True
+        self._events.append(event)
+        self._events_changed.set()
+        self.log.info("[%s] %s", self._log_name, message)
+
+    def _describe(self, step: Step, current: ComputeSnapshot | None) -> str:
+        name = self.compute_name
+        return {
+            Step.CREATE: f"Creating your compute instance {name} (about 5 minutes).",
+            Step.START: f"Starting your compute instance {name}.",
+            Step.WAIT: f"Your compute instance {name} is {current.state if current else 'on its way'}; waiting.",
+            Step.START_WHEN_STOPPED: f"Your compute instance {name} is stopping; it will start again once stopped.",
+            Step.CREATE_WHEN_GONE: f"Your compute instance {name} is being deleted; a new one follows.",
+            Step.RECREATE: f"Replacing your compute instance {name} with a new one.",
+        }[step]
+
+    # -- options ------------------------------------------------------------------------------------
+    @staticmethod
+    async def _validate_user_options(spawner: AMLSpawner, user_options: dict[str, Any]) -> None:
+        spawner._choice = await spawner._choose(dict(user_options or {}))
+
+    @staticmethod
+    async def _render_options_form(spawner: AMLSpawner) -> str:
+        groups = [g.name for g in spawner.user.groups]
+        mine = [p for p in await spawner._profiles() if p.allowed_for(groups)]
+        if len(mine) <= 1 and not spawner.compute_name:
+            return ""  # nothing to choose: skip the form
+        selected = spawner.profile_key or next((p.key for p in mine if p.default), mine[0].key if mine else None)
+        return _TEMPLATES.get_template("options_form.html").render(
+            profiles=mine, workspaces=spawner._workspaces(), selected=selected, existing=spawner.compute_name
+        )
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if formdata.get("profile"):
+            options["profile"] = formdata["profile"][0]
+        if formdata.get("recreate"):
+            options["recreate"] = formdata["recreate"][0] in ("yes", "on", "true")
+        return options
+
+
+_STARTING = frozenset({"Creating", "SettingUp", "UserSettingUp", "Starting", "Restarting", "Unknown"})
+_PROGRESS = {"Creating": 20, "SettingUp": 70, "UserSettingUp": 75, "Starting": 50, "Restarting": 50, "Stopping": 10, "Stopped": 15}
+
+
+def _ready(snapshot: ComputeSnapshot | None) -> bool:
+    return snapshot is not None and snapshot.phase is Phase.RUNNING and snapshot.jupyter_url() is not None
+
+
+def _at_rest(snapshot: ComputeSnapshot | None) -> bool:
+    return snapshot is None or snapshot.phase in (Phase.STOPPED, Phase.FAILED)

@@ -1,0 +1,64 @@
+"""Pure functions that build what the spawner asks Azure for. Tested without Azure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from azure.ai.ml.entities import (
+    AssignedUserConfiguration,
+    ComputeInstance,
+    ComputeSchedules,
+    ComputeStartStopSchedule,
+    ScriptReference,
+    SetupScripts,
+)
+
+from .profiles import Profile
+
+TAG_HUB = "aml-jupyterhub-hub"
+TAG_USER = "aml-jupyterhub-user"
+TAG_SERVER = "aml-jupyterhub-server"
+TAG_PROFILE = "aml-jupyterhub-profile"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Entra identity a compute instance is personal to."""
+
+    username: str
+    oid: str
+    tenant_id: str
+
+
+def ownership_tags(hub_id: str, owner: Owner, server_name: str, profile: Profile) -> dict[str, str]:
+    """Tags that let the reconciler find what this hub created, and for whom."""
+    return {
+        TAG_HUB: hub_id,
+        TAG_USER: owner.username,
+        TAG_SERVER: server_name,
+        TAG_PROFILE: profile.key,
+    }
+
+
+def compute_instance_spec(
+    name: str,
+    profile: Profile,
+    owner: Owner,
+    tags: dict[str, str],
+    startup_script: ScriptReference | None = None,
+) -> ComputeInstance:
+    """A personal compute instance for ``owner``: idle shutdown on, no public SSH."""
+    schedules = None
+    if profile.schedules:
+        schedules = ComputeSchedules(compute_start_stop=[ComputeStartStopSchedule(**s) for s in profile.schedules])
+    return ComputeInstance(
+        name=name,
+        size=profile.vm_size,
+        description=f"{profile.display_name} for {owner.username} (aml-jupyterhub)",
+        tags=tags,
+        create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=owner.tenant_id, user_object_id=owner.oid),
+        idle_time_before_shutdown_minutes=profile.idle_shutdown_minutes,
+        schedules=schedules,
+        setup_scripts=SetupScripts(startup_script=startup_script) if startup_script else None,
+        ssh_public_access_enabled=False,
+    )
