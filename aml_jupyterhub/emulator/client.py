@@ -71,3 +71,25 @@ class EmulatorControl:
     # -- arm (compute controls) --
 
     # -- files (Azure Files controls) --
+
+    def files_shares(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Every emulated share (optionally of one account): quota, metadata, byte usage, on-disk path."""
+        return self._call("GET", "/files/shares", params={"account": account} if account else None)["shares"]
+
+    def files_share(self, account: str, share: str) -> dict[str, Any]:
+        """One share, as in :meth:`files_shares`."""
+        return self._call("GET", f"/files/shares/{account}/{share}")
+
+    def files_share_path(self, account: str, share: str) -> str:
+        """The directory holding the share's bytes (what a mounted view would show)."""
+        return self.files_share(account, share)["path"]
+
+    def files_assign_role(self, account: str, principal: str, role: str, share: str | None = None) -> dict[str, str]:
+        """Assign a storage role to a principal (object id) on the account, or on one share."""
+        params = {"share": share} if share else None
+        return self._call("PUT", f"/files/accounts/{account}/roles/{principal}", params=params, json={"role": role})["assignments"]
+
+    def files_remove_role(self, account: str, principal: str, share: str | None = None) -> dict[str, str]:
+        """Remove a storage role assignment (account-wide, or on one share)."""
+        params = {"share": share} if share else None
+        return self._call("DELETE", f"/files/accounts/{account}/roles/{principal}", params=params)["assignments"]
