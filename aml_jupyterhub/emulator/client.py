@@ -68,6 +68,44 @@ class EmulatorControl:
 
     # -- entra (Entra ID / Graph controls) --
 
+    def entra_revoke(self, user: str) -> int:
+        """Revoke every refresh token of ``user`` (upn or oid), like revokeSignInSessions; returns how many."""
+        return self._call("POST", f"/entra/users/{user}/revoke")["revoked"]
+
+    def entra_grant_consent(self, user: str, resource: str, client_id: str | None = None) -> dict[str, Any]:
+        """Consent for ``user`` to the app (default: the first configured) using ``resource`` (key or URI)."""
+        return self._consent("PUT", user, resource, client_id)
+
+    def entra_withdraw_consent(self, user: str, resource: str, client_id: str | None = None) -> dict[str, Any]:
+        """Withdraw that consent: refreshing for ``resource`` then fails with ``consent_required``."""
+        return self._consent("DELETE", user, resource, client_id)
+
+    def _consent(self, method: str, user: str, resource: str, client_id: str | None) -> dict[str, Any]:
+        params = {"client_id": client_id} if client_id else None
+        path = f"/entra/users/{user}/consent/{requests.utils.quote(resource, safe='')}"
+        return self._call(method, path, params=params)
+
+    def entra_require_mfa(self, user: str, required: bool = True) -> dict[str, Any]:
+        """Demand MFA for ``user``: refresh tokens of sessions without MFA get ``interaction_required``."""
+        return self._call("PUT", f"/entra/users/{user}/mfa", json={"required": required})
+
+    def entra_add_user(self, username: str, **fields: Any) -> dict[str, Any]:
+        """Add a directory user (``display_name``, ``password``, ``groups``); a new domain is a new tenant."""
+        return self._call("POST", "/entra/users", json={"username": username, **fields})
+
+    def entra_set_groups(self, user: str, groups: list[str]) -> dict[str, Any]:
+        """Replace the group object ids of ``user``."""
+        return self._call("PUT", f"/entra/users/{user}/groups", json={"groups": groups})
+
+    def entra_add_group(self, display_name: str, security_enabled: bool = True) -> str:
+        """Add a group to the directory; returns its object id (stable per name)."""
+        body = {"display_name": display_name, "security_enabled": security_enabled}
+        return self._call("POST", "/entra/groups", json=body)["id"]
+
+    def entra_refresh_tokens(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The stored refresh-token records (SHA-256 digests, never tokens), optionally of one user."""
+        return self._call("GET", "/entra/refresh-tokens", params={"user": user} if user else None)["refresh_tokens"]
+
     # -- arm (compute controls) --
 
     # -- files (Azure Files controls) --

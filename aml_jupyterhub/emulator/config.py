@@ -40,6 +40,8 @@ class Tenant:
 class Group:
     id: str
     display_name: str
+    # False: a distribution (mail-only) group; Graph's securityEnabledOnly filters these out.
+    security_enabled: bool = True
 
 
 @dataclass
@@ -51,6 +53,9 @@ class User:
     password: str = "password"
     groups: list[str] = field(default_factory=list)  # group object ids
     mail: str | None = None
+    # Conditional Access demands MFA: refresh tokens and ROPC from sessions
+    # without MFA get AADSTS50076 interaction_required.
+    mfa_required: bool = False
 
 
 @dataclass
