@@ -17,6 +17,7 @@ from oauthenticator.azuread import AzureAdOAuthenticator
 from tornado import web
 from traitlets import Bool, Dict, Float, List, Unicode, default, observe
 
+from . import compat
 from .broker import DelegatedTokens, NeedsLogin, TokenUnavailable, next_generation
 from .entra_client import EntraError, EntraTokenClient, EntraUnavailable
 from .groups import GraphGroups
@@ -24,6 +25,7 @@ from .id_token import IdTokenError, OpenIdConfiguration, validate_id_token
 from .resources import DEFAULT_RESOURCES
 
 OIDC_SCOPES = ["openid", "profile", "offline_access"]
+compat.apply()
 
 
 class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):

@@ -51,3 +51,5 @@ configure_token_broker(c)
 c.JupyterHub.spawner_class = "simple"
 c.Spawner.home_dir_template = os.path.join(os.environ["AML_DEMO_HOME"], "{username}")
 c.Spawner.default_url = "/lab"
+if os.geteuid() == 0:  # containers and CI machines often run everything as root
+    c.Spawner.args = ["--allow-root"]

@@ -20,6 +20,8 @@ from typing import Any
 
 import requests
 
+from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = REPO / "deployments"
 
@@ -67,6 +69,8 @@ class HubProcess:
             "AML_EMULATOR_ENDPOINTS": str(endpoints_file),
             "AML_DEMO_HOME": str(workdir / "homes"),
             "AML_DEMO_HUB_PORT": str(self.port),
+            "AML_CLIENT_ID": DEMO_CLIENT_ID,
+            "AML_CLIENT_SECRET": DEMO_CLIENT_SECRET,
             "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
             **(env or {}),
         }
