@@ -1,0 +1,44 @@
+"""`make demo` works: the launcher starts the emulator and a hub a person can sign in to."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import requests
+
+from support.hub import free_port, wait_for
+from support.signin import hub_sign_in
+
+
+def test_demo_launcher_serves_a_hub_you_can_sign_in_to(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aml_jupyterhub.emulator.demo", "--workdir", str(tmp_path), "--hub-port", str(port), "--any-ports"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        endpoints = json.loads(proc.stdout.readline())["emulator"]
+        hub = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                return requests.get(f"{hub}/hub/health", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, 60, message="the demo hub")
+        session, callback = hub_sign_in(hub, "alice@contoso.example", endpoints["ca_bundle"])
+        assert callback.status_code == 302
+        home = session.get(f"{hub}/hub/home", timeout=30)
+        assert home.status_code == 200 and "alice@contoso.example" in home.text
+        assert (tmp_path / "emulator" / "tls" / "ca.pem").exists()  # state kept for the next run
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
