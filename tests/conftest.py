@@ -5,4 +5,5 @@ pytest_plugins = [
     "support.entra_fixtures",
     "support.arm_fixtures",
     "support.files_fixtures",
+    "support.postgres_fixtures",
 ]

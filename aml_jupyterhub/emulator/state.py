@@ -88,6 +88,9 @@ class EmulatorState:
         self.runtime: dict[str, Any] = {}
         # Called by reset(), so services can cancel timers and drop files.
         self.reset_hooks: list[Callable[[], None]] = []
+        # Called with (claims, token) for every access token Entra ID mints, so a
+        # test can play a resource's part (e.g. PostgreSQL accepting that token).
+        self.token_listeners: list[Callable[[dict[str, Any], str], None]] = []
         self._dirty = False
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +108,13 @@ class EmulatorState:
     def now(self) -> float:
         """The emulator's clock: real time plus what the control API advanced."""
         return time.time() + self.clock_offset
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Sign ``claims`` with the active key and tell the token listeners."""
+        token = self.signing_keys[0].sign(claims)
+        for listener in self.token_listeners:
+            listener(claims, token)
+        return token
 
     # -- sections ------------------------------------------------------------
     def section(self, name: str) -> dict[str, Any]:

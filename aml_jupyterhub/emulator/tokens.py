@@ -214,7 +214,7 @@ def access_token(
     )
     if app.group_claims:
         claims.update(group_claims(state, user))
-    return state.signing_keys[0].sign(claims), lifetime
+    return state.sign(claims), lifetime
 
 
 def app_token(state: EmulatorState, app: App, resource: Resource) -> tuple[str, int]:
@@ -231,7 +231,7 @@ def app_token(state: EmulatorState, app: App, resource: Resource) -> tuple[str, 
             "roles": list(app.app_roles.get(resource.key, [])),
         }
     )
-    return state.signing_keys[0].sign(claims), lifetime
+    return state.sign(claims), lifetime
 
 
 def id_token(state: EmulatorState, user: User, app: App, nonce: str | None, issuer: str) -> str:
@@ -256,7 +256,7 @@ def id_token(state: EmulatorState, user: User, app: App, nonce: str | None, issu
         claims["nonce"] = nonce
     if app.group_claims:
         claims.update(group_claims(state, user))
-    return state.signing_keys[0].sign(claims)
+    return state.sign(claims)
 
 
 @dataclass
