@@ -108,6 +108,21 @@ class EmulatorControl:
 
     # -- arm (compute controls) --
 
+    def arm_computes(self) -> list[dict[str, Any]]:
+        """Every compute resource, across workspaces."""
+        return self._call("GET", "/arm/computes")["computes"]
+
+    def arm_compute(self, name: str) -> dict[str, Any] | None:
+        return next((c for c in self.arm_computes() if c["name"].lower() == name.lower()), None)
+
+    def arm_force_state(self, name: str, state: str) -> dict[str, Any]:
+        """Put a compute into any of the 15 states now (cancels a transition under way)."""
+        return self._call("POST", f"/arm/computes/{name}/state", json={"state": state})
+
+    def arm_fail_next(self, operation: str, state: str, name: str | None = None, **error: str) -> None:
+        """Make the next ``operation`` (create|start) of ``name`` (or any) end in ``state`` (CreateFailed|SetupFailed)."""
+        self._call("POST", "/arm/fail-next", json={"operation": operation, "state": state, "name": name, **error})
+
     # -- files (Azure Files controls) --
 
     def files_shares(self, account: str | None = None) -> list[dict[str, Any]]:

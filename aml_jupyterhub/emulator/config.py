@@ -256,7 +256,9 @@ def default_config() -> EmulatorConfig:
         client_secret=DEMO_CLIENT_SECRET,
         service_principal_oid=stable_id("sp", DEMO_CLIENT_ID),
     )
-    roles = {u.oid: "Contributor" for u in users if u.username.split("@")[0] != "eve"}
+    # Users may manage their own compute instances; carol (admin) may manage anyone's; eve has no role.
+    roles = {u.oid: "AzureML Compute Operator" for u in users if u.username.split("@")[0] in ("alice", "bob")}
+    roles[users[2].oid] = "Contributor"
     roles[app.service_principal_oid] = "Contributor"
     workspaces = [
         Workspace(DEMO_SUBSCRIPTION, "rg-ml", "ws-research", "eastus", dict(roles)),
