@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .profiles import Workspace
 from .snapshots import ComputeSnapshot
 
 API_VERSION = "2023-08-01-preview"
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -100,11 +102,14 @@ class ComputeReader:
         )
 
     async def _get_json(self, url: str, params: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        if url.startswith("/"):
+            url = self.endpoint.url.rstrip("/") + url
         request = HttpRequest("GET", url, params=params)
         try:
             response = await asyncio.wait_for(self._client.send_request(request), self.endpoint.timeout)
             await response.read()
         except Exception as e:  # noqa: BLE001 - every failure becomes a typed, user-readable error
+            log.warning("ARM GET %s failed: %s: %s", url.split("?")[0], type(e).__name__, e)
             raise translate_exception(e) from None
         body = response.json() if response.content else {}
         if response.status_code >= 400 and response.status_code != 404:

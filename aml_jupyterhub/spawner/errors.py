@@ -4,9 +4,17 @@ from __future__ import annotations
 
 
 class ComputeError(Exception):
-    """A compute operation failed; ``str(error)`` is written for the user."""
+    """A compute operation failed; ``str(error)`` is written for the user.
+
+    JupyterHub shows an exception's ``jupyterhub_message`` on the spawn page and
+    in API errors instead of a generic 500 text.
+    """
 
     retryable = False
+
+    @property
+    def jupyterhub_message(self) -> str:
+        return str(self)
 
 
 class SignInExpired(ComputeError):

@@ -47,9 +47,39 @@ auth.admin_groups = {"jupyterhub-admins"}
 c.Authenticator.refresh_pre_spawn = True
 configure_token_broker(c)
 
-# -- servers: local processes until the AML spawner lands -----------------------
-c.JupyterHub.spawner_class = "simple"
-c.Spawner.home_dir_template = os.path.join(os.environ["AML_DEMO_HOME"], "{username}")
-c.Spawner.default_url = "/lab"
-if os.geteuid() == 0:  # containers and CI machines often run everything as root
-    c.Spawner.args = ["--allow-root"]
+# -- servers ------------------------------------------------------------------------------
+# AML_DEMO_SPAWNER=aml: each user's own compute instance in the emulated Azure ML.
+# Default (until the emulated compute-instance runtime serves Jupyter): local processes.
+if os.environ.get("AML_DEMO_SPAWNER", "simple") == "aml":
+    directory = default_config()
+    c.JupyterHub.spawner_class = "aml"
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 3
+    c.AMLSpawner.arm_url = endpoints["arm"]
+    c.AMLSpawner.ca_bundle = endpoints["ca_bundle"]
+    c.AMLSpawner.hub_id = "demo"
+    c.AMLSpawner.poll_interval_seconds = float(os.environ.get("AML_POLL_INTERVAL", "5"))
+    c.AMLSpawner.workspaces = {
+        w.name: {
+            "subscription_id": w.subscription_id,
+            "resource_group": w.resource_group,
+            "workspace_name": w.name,
+            "location": w.location,
+            "display_name": w.name.replace("ws-", "").title(),
+        }
+        for w in directory.workspaces
+    }
+    c.AMLSpawner.profiles = [
+        {"key": "small", "display_name": "Small CPU (4 cores, 14 GB)", "workspace": "ws-research",
+         "vm_size": "Standard_DS3_v2", "idle_shutdown_minutes": 60, "default": True},
+        {"key": "memory", "display_name": "Memory optimised (4 cores, 32 GB)", "workspace": "ws-analytics",
+         "vm_size": "Standard_E4ds_v4", "idle_shutdown_minutes": 30},
+        {"key": "gpu", "display_name": "GPU (NC6s v3)", "workspace": "ws-research",
+         "vm_size": "Standard_NC6s_v3", "groups": ["spark-users"], "description": "Needs GPU quota."},
+    ]
+else:
+    c.JupyterHub.spawner_class = "simple"
+    c.Spawner.home_dir_template = os.path.join(os.environ["AML_DEMO_HOME"], "{username}")
+    c.Spawner.default_url = "/lab"
+    if os.geteuid() == 0:  # containers and CI machines often run everything as root
+        c.Spawner.args = ["--allow-root"]
