@@ -53,6 +53,7 @@ configure_token_broker(c)
 if os.environ.get("AML_DEMO_SPAWNER", "simple") == "aml":
     directory = default_config()
     c.JupyterHub.spawner_class = "aml"
+    c.JupyterHub.cleanup_servers = False  # instances outlive the hub process; a restart reconnects
     c.JupyterHub.allow_named_servers = True
     c.JupyterHub.named_server_limit_per_user = 3
     c.AMLSpawner.arm_url = endpoints["arm"]

@@ -23,6 +23,7 @@ def hub(emulator, tmp_path_factory):
     extra = """
     c.AMLSpawner.patience_seconds = 5
     c.AMLSpawner.stop_wait_seconds = 30
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}  # the API answers 202 after 1 s
     """
     hub = HubProcess(workdir, endpoints_file, extra_config=extra, env={"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5"})
     hub.start()
@@ -137,3 +138,61 @@ def test_named_servers_get_distinct_instances(hub, fast, ca_bundle):
     assert {c["id"].split("/workspaces/")[1].split("/")[0] for c in computes} == {"ws-research", "ws-analytics"}
     stop(hub, CAROL.username, "big")
     stop(hub, CAROL.username)
+
+
+def test_collision_with_someone_elses_instance_is_refused(hub, fast, ca_bundle, ml_client_factory):
+    """Bob's derived name already belongs to alice's instance: never a takeover."""
+    from azure.ai.ml.entities import AssignedUserConfiguration, ComputeInstance
+
+    from aml_jupyterhub.spawner.slugs import compute_instance_name
+
+    signed_in(hub, BOB, ca_bundle)
+    taken = compute_instance_name("jh", BOB.username, BOB.oid, "", "memory", "demo")
+    alices = ComputeInstance(
+        name=taken,
+        size="Standard_E4ds_v4",
+        create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=ALICE.tenant_id, user_object_id=ALICE.oid),
+    )
+    ml_client_factory(ALICE.username, 1).compute.begin_create_or_update(alices).result()
+    r = hub.api("POST", f"/users/{BOB.username}/server", json={"user_options": {"profile": "memory"}})
+    assert r.status_code == 500
+    assert "belongs to someone else" in r.json()["message"]
+    assert fast.arm_compute(taken)["properties"]["properties"]["state"] == "Running"  # untouched
+
+
+def test_create_failure_is_explained(hub, fast, ca_bundle):
+    signed_in(hub, BOB, ca_bundle)
+    fast.update_settings(timings={**FAST, "create": 3.0})  # fail after the slow-spawn point: seen via progress
+    fast.arm_fail_next("create", "CreateFailed", code="AllocationFailed", message="No capacity in eastus.")
+    r = hub.api("POST", f"/users/{BOB.username}/servers/fails", json={"user_options": {"profile": "small"}})
+    assert r.status_code == 202
+    progress = hub.api("GET", f"/users/{BOB.username}/servers/fails/progress", stream=True)
+    events = [line for line in progress.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    assert any("Creating your compute instance" in e for e in events)
+    assert "No capacity in eastus" in events[-1] and '"failed": true' in events[-1]
+    assert "Traceback" not in "".join(events)
+
+
+def test_running_servers_survive_a_hub_restart(hub, fast, ca_bundle):
+    session = signed_in(hub, CAROL, ca_bundle)
+    spawn(hub, CAROL.username)
+    name = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username and c["tags"]["aml-jupyterhub-server"] == ""][0]["name"]
+    hub.restart()
+    assert server_ready(hub, CAROL.username) is not None
+    r = session.get(f"{hub.url}/user/{CAROL.username}/lab", allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and name in r.headers["Location"]
+    stop(hub, CAROL.username)
+
+
+def test_polling_cost_does_not_grow_with_users(hub, fast, ca_bundle):
+    """poll() reads a shared cache: ARM reads over a window depend on workspaces, not users."""
+    for user in (ALICE, BOB):
+        signed_in(hub, user, ca_bundle)
+        spawn(hub, user.username, server="poll")
+    since = fast.now()
+    wait_for(lambda: fast.now() - since > 5, 10, 0.5, "a 5 s window")
+    reads = fast.request_counts(since=since, service="arm")["by_route"].get("arm GET ComputeList", 0)
+    # poll interval 0.5 s, two users, one workspace: about one list per interval, not per user
+    assert 4 <= reads <= 14, reads
+    for user in (ALICE, BOB):
+        stop(hub, user.username, "poll")
