@@ -125,7 +125,12 @@ class GraphHandler(EmulatorHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("request-id", self.request_id)
-        self.set_header("client-request-id", self.request.headers.get("client-request-id") or self.request_id)
+        self.set_header("client-request-id", self.client_request_id)
+
+    @property
+    def client_request_id(self) -> str:
+        """The caller's ``client-request-id``, else this request's id (Graph echoes one either way)."""
+        return self.request.headers.get("client-request-id") or self.request_id
 
     @property
     def graph_url(self) -> str:
@@ -138,7 +143,7 @@ class GraphHandler(EmulatorHandler):
         inner = {
             "date": iso_utc(self.state.now()),
             "request-id": self.request_id,
-            "client-request-id": self.request.headers.get("client-request-id") or self.request_id,
+            "client-request-id": self.client_request_id,
         }
         body = {"error": {"code": error.code, "message": error.message, "innerError": inner}}
         return "application/json; charset=utf-8", json.dumps(body).encode()
@@ -179,6 +184,13 @@ class GraphHandler(EmulatorHandler):
             )
         return user
 
+    def readable_user(self, who: str, permissions: frozenset[str], own: frozenset[str] = frozenset()) -> User:
+        """The user ``who`` names, once the caller holds one of ``permissions`` (or of ``own``, for themselves)."""
+        caller = self.authenticate()
+        user = self.target_user(caller, who)
+        self.require(caller, permissions | own if user.oid == caller.oid else permissions)
+        return user
+
     def member_groups(self, user: User) -> list[Group]:
         """The user's groups that exist in the directory, in the user's order."""
         groups = (self.state.config.group(g) for g in user.groups)
@@ -189,9 +201,7 @@ class UserResource(GraphHandler):
     """``GET /v1.0/me`` and ``GET /v1.0/users/{id}``."""
 
     def get(self, who: str) -> None:
-        caller = self.authenticate()
-        user = self.target_user(caller, who)
-        self.require(caller, READ_USERS | {"User.Read"} if user.oid == caller.oid else READ_USERS)
+        user = self.readable_user(who, READ_USERS, own=frozenset({"User.Read"}))
         context = f"{self.graph_url}/v1.0/$metadata#users/$entity"
         self.send_json(200, {"@odata.context": context, **user_json(user)})
 
@@ -211,9 +221,7 @@ class MemberOf(GraphHandler):
         return int(raw)
 
     def get(self, who: str) -> None:
-        caller = self.authenticate()
-        user = self.target_user(caller, who)
-        self.require(caller, READ_MEMBERSHIP)
+        user = self.readable_user(who, READ_MEMBERSHIP)
         top = self._top()
         skiptoken = self.get_query_argument("$skiptoken", None)
         offset = decode_skiptoken(skiptoken) if skiptoken else 0
@@ -233,9 +241,7 @@ class GetMemberObjects(GraphHandler):
     """``POST /v1.0/{me|users/{id}}/getMemberObjects`` with ``{"securityEnabledOnly": bool}``."""
 
     def post(self, who: str) -> None:
-        caller = self.authenticate()
-        user = self.target_user(caller, who)
-        self.require(caller, READ_MEMBERSHIP)
+        user = self.readable_user(who, READ_MEMBERSHIP)
         security_only = self.json_body().get("securityEnabledOnly")
         if not isinstance(security_only, bool):
             raise ServiceError(
