@@ -54,6 +54,10 @@ class WorkspaceReflector:
         return reflector
 
     @classmethod
+    def all(cls) -> list[WorkspaceReflector]:
+        return list(cls._instances.values())
+
+    @classmethod
     async def stop_all(cls) -> None:
         for reflector in list(cls._instances.values()):
             await reflector.stop()

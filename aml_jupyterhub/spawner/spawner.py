@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import jinja2
+from jupyterhub import orm
 from jupyterhub.spawner import Spawner
+from jupyterhub.user import User as HubUser
 from tornado import web
 from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
@@ -20,6 +22,7 @@ from .azure_calls import ArmEndpoint, ComputeReader, ComputeWriter
 from .connection import Redirector
 from .plan import Step, plan_start
 from .profiles import Choice, Profile, ProfileError, Workspace, choose, parse_profiles, parse_workspaces
+from .reconcile import Reconciler
 from .reflector import WorkspaceReflector
 from .slugs import compute_instance_name
 from .snapshots import ComputeSnapshot
@@ -32,12 +35,12 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
-def delegated_arm_credential(spawner: AMLSpawner) -> Any:
-    """Default: the signed-in user's own delegated ARM token (needs the azuread-delegated authenticator)."""
+def delegated_arm_credential(spawner: AMLSpawner, user: Any) -> Any:
+    """Default: ``user``'s own delegated ARM token (needs the azuread-delegated authenticator)."""
     tokens = getattr(spawner.authenticator, "tokens", None)
     if tokens is None:
         raise errors.SignInExpired("the authenticator keeps no delegated tokens")
-    return tokens.credential(spawner.user, "arm")
+    return tokens.credential(user, "arm")
 
 
 async def owner_from_auth_state(spawner: AMLSpawner) -> Owner:
@@ -82,8 +85,9 @@ class AMLSpawner(Spawner):
     arm_credential = Callable(
         default_value=delegated_arm_credential,
         config=True,
-        help="""callable(spawner) -> azure-core AsyncTokenCredential used for every ARM call.
-        Default: the user's own delegated token. A service principal is possible but acts as the hub, not the user.""",
+        help="""callable(spawner, user) -> azure-core AsyncTokenCredential for ARM calls about ``user``'s
+        instances. Default: that user's own delegated token. A service principal is possible but then
+        the hub, not the user, acts.""",
     )
     owner = Callable(
         default_value=owner_from_auth_state,
@@ -96,6 +100,11 @@ class AMLSpawner(Spawner):
     patience_seconds = Float(60.0, config=True, help="After this long without a state change, tell the user it is still on its way.")
     sdk_threads = Integer(16, config=True, help="Worker threads shared by all azure-ai-ml calls of the hub.")
     redirect_port = Integer(0, config=True, help="Port of the hub-wide redirect server on 127.0.0.1 (0: any free port).")
+    reconcile_interval_seconds = Float(
+        300.0,
+        config=True,
+        help="How often to stop instances this hub created that no server owns (0: never). They are stopped, not deleted.",
+    )
 
     @default("start_timeout")
     def _start_timeout_default(self) -> int:
@@ -272,7 +281,7 @@ class AMLSpawner(Spawner):
     # -- helpers ------------------------------------------------------------------------------------
     async def _read(self, workspace: Workspace) -> ComputeSnapshot | None:
         assert self.compute_name is not None
-        reader = ComputeReader(self._endpoint(), workspace, self.arm_credential(self))
+        reader = ComputeReader(self._endpoint(), workspace, self.arm_credential(self, self.user))
         try:
             snapshot = await reader.get(self.compute_name)
         finally:
@@ -281,15 +290,29 @@ class AMLSpawner(Spawner):
         return snapshot
 
     def _writer(self, workspace: Workspace) -> ComputeWriter:
+        sync_credential = ThreadCredential(self.arm_credential(self, self.user), asyncio.get_running_loop(), self.azure_timeout_seconds)
+        return ComputeWriter(self._endpoint(), workspace, sync_credential, self._pool())
+
+    def _pool(self) -> ThreadPoolExecutor:
         if AMLSpawner._executor is None:
             AMLSpawner._executor = ThreadPoolExecutor(self.sdk_threads, thread_name_prefix="aml-sdk")
-        sync_credential = ThreadCredential(self.arm_credential(self), asyncio.get_running_loop(), self.azure_timeout_seconds)
-        return ComputeWriter(self._endpoint(), workspace, sync_credential, AMLSpawner._executor)
+        return AMLSpawner._executor
 
     def _reflector(self, workspace: Workspace) -> WorkspaceReflector:
         reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
-        reflector.register(self.user.name, self.arm_credential(self))
+        reflector.register(self.user.name, self.arm_credential(self, self.user))
+        Reconciler(self.hub_id, self.db, WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
         return reflector
+
+    async def _stop_as_owner(self, username: str, snapshot: ComputeSnapshot, workspace: Workspace) -> None:
+        """Stop another server's orphaned instance as its owner (for the reconciler)."""
+        orm_user = orm.User.find(self.db, username)
+        if orm_user is None:
+            raise errors.SignInExpired(f"no hub user {username}")
+        owner = HubUser(orm_user, self.user.settings)
+        sync_credential = ThreadCredential(self.arm_credential(self, owner), asyncio.get_running_loop(), self.azure_timeout_seconds)
+        writer = ComputeWriter(self._endpoint(), workspace, sync_credential, self._pool())
+        await writer.begin_stop(snapshot.name)
 
     def _endpoint(self) -> ArmEndpoint:
         return ArmEndpoint(self.arm_url, self.ca_bundle or None, self.azure_timeout_seconds)

@@ -24,6 +24,7 @@ def hub(emulator, tmp_path_factory):
     c.AMLSpawner.patience_seconds = 5
     c.AMLSpawner.stop_wait_seconds = 30
     c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}  # the API answers 202 after 1 s
+    c.AMLSpawner.reconcile_interval_seconds = 1
     """
     hub = HubProcess(workdir, endpoints_file, extra_config=extra, env={"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5"})
     hub.start()
@@ -196,3 +197,32 @@ def test_polling_cost_does_not_grow_with_users(hub, fast, ca_bundle):
     assert 4 <= reads <= 14, reads
     for user in (ALICE, BOB):
         stop(hub, user.username, "poll")
+
+
+def test_reconciler_stops_orphans_but_not_owned_instances(hub, fast, ca_bundle, ml_client_factory):
+    from azure.ai.ml.entities import AssignedUserConfiguration, ComputeInstance
+
+    signed_in(hub, ALICE, ca_bundle)
+    spawn(hub, ALICE.username, server="keep")  # owned by a running server
+    kept = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-server") == "keep"][0]["name"]
+    orphan = ComputeInstance(
+        name="jh-orphan-" + kept[-6:],
+        size="Standard_DS3_v2",
+        tags={"aml-jupyterhub-hub": "demo", "aml-jupyterhub-user": ALICE.username, "aml-jupyterhub-server": "gone"},
+        create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=ALICE.tenant_id, user_object_id=ALICE.oid),
+    )
+    foreign = ComputeInstance(
+        name="other-hub-" + kept[-6:],
+        size="Standard_DS3_v2",
+        tags={"aml-jupyterhub-hub": "another-hub", "aml-jupyterhub-user": ALICE.username},
+        create_on_behalf_of=AssignedUserConfiguration(user_tenant_id=ALICE.tenant_id, user_object_id=ALICE.oid),
+    )
+    ml = ml_client_factory(ALICE.username)
+    ml.compute.begin_create_or_update(orphan).result()
+    ml.compute.begin_create_or_update(foreign).result()
+    state = lambda name: fast.arm_compute(name)["properties"]["properties"]["state"]  # noqa: E731
+    wait_for(lambda: state(orphan.name) == "Stopped", 30, 0.2, "the orphan to be stopped")
+    assert state(kept) == "Running"
+    assert state(foreign.name) == "Running"  # another hub's instance is not ours to stop
+    assert "Reconciler: stopped 1 orphaned compute instance(s)" in hub.logs()
+    stop(hub, ALICE.username, "keep")
