@@ -201,3 +201,26 @@ def test_revoked_sign_in_sends_the_browser_back_to_login_on_spawn(hub, ca_bundle
     assert r.status_code == 403  # JupyterHub's "auth has expired ..., login again" page (see auth/compat.py)
     assert "login again" in r.text
     assert hub.api("GET", f"/users/{CAROL.username}").json()["servers"] == {}
+
+
+def test_hub_refuses_to_start_without_a_crypt_key(emulator, tmp_path):
+    endpoints_file = tmp_path / "endpoints.json"
+    endpoints_file.write_text(endpoints_line(emulator.endpoints))
+    hub = HubProcess(tmp_path / "hub", endpoints_file, env={"JUPYTERHUB_CRYPT_KEY": ""})
+    with pytest.raises(RuntimeError, match="exited"):
+        hub.start(timeout=60)
+    assert "JUPYTERHUB_CRYPT_KEY is not set" in hub.logs()
+
+
+def test_concurrent_broker_requests_make_one_entra_call(hub, ca_bundle, control):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sign_in(hub, BOB, ca_bundle)
+    token = hub.user_token(BOB.username)
+    since = control.now()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: hub.api("GET", "/aml/tokens/fabric", token=token), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert len({a.json()["access_token"] for a in answers}) == 1  # one mint, shared
+    token_calls = [r for r in control.requests(since=since, service="authority") if r["method"] == "POST"]
+    assert len(token_calls) == 1
