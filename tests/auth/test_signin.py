@@ -224,3 +224,30 @@ def test_concurrent_broker_requests_make_one_entra_call(hub, ca_bundle, control)
     assert len({a.json()["access_token"] for a in answers}) == 1  # one mint, shared
     token_calls = [r for r in control.requests(since=since, service="authority") if r["method"] == "POST"]
     assert len(token_calls) == 1
+
+
+def test_users_code_calls_azure_storage_through_the_broker(hub, ca_bundle, emulator, control):
+    """What a notebook does: an Azure SDK client with HubTokenCredential, no secret on disk."""
+    from azure.storage.fileshare import ShareServiceClient
+
+    from aml_jupyterhub.tokens import HubTokenCredential, TokenBrokerClient, TokenBrokerError
+
+    sign_in(hub, ALICE, ca_bundle)
+    account = DIRECTORY.storage_accounts[0].name
+    share = "alice-notebook-share"
+    admin = ShareServiceClient(
+        f"{emulator.endpoints['files']}/{account}", credential=DIRECTORY.storage_accounts[0].key,
+        connection_verify=ca_bundle, retry_total=0,
+    )
+    admin.create_share(share)
+    control.files_assign_role(account, ALICE.oid, "Storage File Data Privileged Contributor", share=share)
+    client = TokenBrokerClient(f"{hub.url}/hub/api", hub.user_token(ALICE.username))
+    files = ShareServiceClient(
+        f"{emulator.endpoints['files']}/{account}", credential=HubTokenCredential("storage", client),
+        token_intent="backup", connection_verify=ca_bundle, retry_total=0,
+    )
+    files.get_share_client(share).get_file_client("hello.txt").upload_file(b"written as alice")
+    assert admin.get_share_client(share).get_file_client("hello.txt").download_file().readall() == b"written as alice"
+    with pytest.raises(TokenBrokerError) as refused:
+        client.get_token("arm")
+    assert refused.value.status == 403
