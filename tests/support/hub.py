@@ -63,8 +63,9 @@ class HubProcess:
         self.log_path = workdir / "hub.log"
         self.config_path = workdir / "jupyterhub_config.py"
         self.config_path.write_text(self._config(deployment, extra_config))
+        inherited = {k: v for k, v in os.environ.items() if k != "AZUREML_CURRENT_CLOUD"}  # set by MLClients in tests
         self.env = {
-            **os.environ,
+            **inherited,
             "PATH": os.pathsep.join([str(REPO / "node_modules" / ".bin"), str(Path(sys.executable).parent), os.environ["PATH"]]),
             "AML_EMULATOR_ENDPOINTS": str(endpoints_file),
             "AML_DEMO_HOME": str(workdir / "homes"),
