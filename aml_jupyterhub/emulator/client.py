@@ -54,6 +54,10 @@ class EmulatorControl:
         body = {"user": user, "scope": scope, **({"lifetime": lifetime} if lifetime else {})}
         return self._call("POST", "/token", json=body)["access_token"]
 
+    def mark(self) -> float:
+        """A point in the request log: pass it as ``since`` to see only what comes after."""
+        return self._call("GET", "/clock")["real"]
+
     def now(self) -> float:
         return self._call("GET", "/clock")["now"]
 
@@ -113,15 +117,46 @@ class EmulatorControl:
         return self._call("GET", "/arm/computes")["computes"]
 
     def arm_compute(self, name: str) -> dict[str, Any] | None:
+        """The compute named ``name`` (in any workspace), or None."""
         return next((c for c in self.arm_computes() if c["name"].lower() == name.lower()), None)
 
     def arm_force_state(self, name: str, state: str) -> dict[str, Any]:
-        """Put a compute into any of the 15 states now (cancels a transition under way)."""
+        """Put a compute into any of the 15 states now (a transition under way ends Canceled)."""
         return self._call("POST", f"/arm/computes/{name}/state", json={"state": state})
 
+    def arm_settle(self, name: str) -> dict[str, Any]:
+        """Finish the compute's transition under way now; ``{"compute": ..., "exists": bool}``."""
+        return self._call("POST", f"/arm/computes/{name}/settle")
+
+    def arm_idle_shutdown(self, name: str) -> dict[str, Any]:
+        """Stop a running compute as its idle-shutdown timer would."""
+        return self._call("POST", f"/arm/computes/{name}/idle-shutdown")
+
     def arm_fail_next(self, operation: str, state: str, name: str | None = None, **error: str) -> None:
-        """Make the next ``operation`` (create|start) of ``name`` (or any) end in ``state`` (CreateFailed|SetupFailed)."""
+        """Make the next ``operation`` (create|start) of ``name`` (or any) end in ``state`` (CreateFailed|SetupFailed).
+
+        ``code=`` and ``message=`` set the error on the resource and the failed operation.
+        """
         self._call("POST", "/arm/fail-next", json={"operation": operation, "state": state, "name": name, **error})
+
+    def arm_set_page_size(self, size: int) -> None:
+        """How many computes one list page holds (default 100)."""
+        self._call("PUT", "/arm/page-size", json={"size": size})
+
+    def arm_assign_role(self, workspace: str, principal: str, role: str | None) -> None:
+        """Give ``principal`` (upn or oid) ``role`` on ``workspace``; None removes the assignment.
+
+        The ``control`` test fixture restores the configuration (roles included) after each test.
+        """
+        path = f"/arm/workspaces/{workspace}/roles/{principal}"
+        if role is None:
+            self._call("DELETE", path)
+        else:
+            self._call("PUT", path, json={"role": role})
+
+    def arm_reset_throttle(self) -> None:
+        """Refill every ARM throttle bucket."""
+        self._call("DELETE", "/arm/throttle")
 
     # -- files (Azure Files controls) --
 

@@ -7,6 +7,7 @@ never something to expose.
 
 from __future__ import annotations
 
+import time
 from dataclasses import fields
 
 from .faults import Fault
@@ -83,8 +84,10 @@ class RequestCounts(ControlHandler):
 
 
 class Clock(ControlHandler):
+    """The emulated clock (``now``, which tests may advance) and wall time (``real``, which the request log uses)."""
+
     def get(self) -> None:
-        self.send_json(200, {"now": self.state.now(), "offset": self.state.clock_offset})
+        self.send_json(200, {"now": self.state.now(), "offset": self.state.clock_offset, "real": time.time()})
 
     def post(self) -> None:
         advance = float(self.json_body().get("advance_seconds", 0))

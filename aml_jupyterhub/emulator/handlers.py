@@ -7,6 +7,7 @@ import json
 import socket
 import struct
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -98,7 +99,7 @@ class EmulatorHandler(web.RequestHandler):
     def _record(self, status: int) -> None:
         self.state.log.add(
             RequestRecord(
-                time=self.state.now(),
+                time=time.time(),  # wall time: the emulated clock can jump (see Clock)
                 service=self.service,
                 method=self.request.method or "",
                 path=self.request.path,

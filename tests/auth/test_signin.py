@@ -42,7 +42,7 @@ def sign_in(hub: HubProcess, user, ca_bundle: str) -> requests.Session:
 
 
 def test_sign_in_with_pkce_keeps_delegated_tokens(hub, ca_bundle, control):
-    since = control.now()
+    since = control.mark()
     sign_in(hub, ALICE, ca_bundle)
     state = hub.auth_state(ALICE.username)
     assert state["refresh_token"]
@@ -184,7 +184,7 @@ def test_no_token_or_secret_in_hub_logs(hub, ca_bundle):
 
 def test_group_overage_is_resolved_through_graph(hub, ca_bundle, control):
     control.update_settings(group_claim_limit=1)  # alice has two groups: the token carries the overage claim
-    since = control.now()
+    since = control.mark()
     sign_in(hub, ALICE, ca_bundle)
     assert "_claim_names" in hub.auth_state(ALICE.username)["user"]
     assert sorted(hub.api("GET", f"/users/{ALICE.username}").json()["groups"]) == ["data-scientists", "spark-users"]
@@ -217,7 +217,7 @@ def test_concurrent_broker_requests_make_one_entra_call(hub, ca_bundle, control)
 
     sign_in(hub, BOB, ca_bundle)
     token = hub.user_token(BOB.username)
-    since = control.now()
+    since = control.mark()
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: hub.api("GET", "/aml/tokens/fabric", token=token), range(8)))
     assert [a.status_code for a in answers] == [200] * 8

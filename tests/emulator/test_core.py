@@ -21,7 +21,7 @@ def test_serves_https_with_its_own_ca(emulator, ca_bundle):
 
 
 def test_unknown_route_is_a_logged_404(control, emulator, ca_bundle):
-    since = control.now()
+    since = control.mark()
     r = requests.get(emulator.endpoints["control"] + "/no/such/thing", verify=ca_bundle, timeout=10)
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "NotFound"

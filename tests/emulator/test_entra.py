@@ -97,7 +97,7 @@ def test_msal_instance_discovery_and_oidc_authority(emulator, ca_bundle):
 
 
 def test_msal_auth_code_pkce_then_refresh_for_each_resource(emulator, ca_bundle, control):
-    since = control.now()
+    since = control.mark()
     app = msal_app(emulator, ca_bundle)
     flow = app.initiate_auth_code_flow([ARM_SCOPE], redirect_uri=REDIRECT_URI, response_mode="form_post")
     assert "code_challenge_method=S256" in flow["auth_uri"]

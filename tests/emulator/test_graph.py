@@ -62,7 +62,7 @@ def user_with_groups(control, new_user, count: int, distribution: int = 0) -> tu
 
 
 def test_me_needs_only_user_read(graph, control):
-    since = control.now()
+    since = control.mark()
     token = control.mint_token(ALICE.username, USER_READ)
     me = graph.call("GET", "/v1.0/me", token)
     assert me.status_code == 200

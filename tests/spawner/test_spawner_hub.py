@@ -70,7 +70,7 @@ def my_compute(control, username: str) -> dict:
 
 def test_spawn_creates_the_users_own_instance_and_redirects_to_it(hub, fast, ca_bundle):
     session = signed_in(hub, ALICE, ca_bundle)
-    since = fast.now()
+    since = fast.mark()
     spawn(hub, ALICE.username)
     compute = my_compute(fast, ALICE.username)
     inner = compute["properties"]["properties"]
@@ -92,7 +92,7 @@ def test_second_spawn_reuses_the_stopped_instance(hub, fast, ca_bundle):
     spawn(hub, BOB.username)
     first = my_compute(fast, BOB.username)["name"]
     stop(hub, BOB.username)
-    since = fast.now()
+    since = fast.mark()
     spawn(hub, BOB.username)
     assert my_compute(fast, BOB.username)["name"] == first
     routes = fast.request_counts(since=since, service="arm")["by_route"]
@@ -190,7 +190,7 @@ def test_polling_cost_does_not_grow_with_users(hub, fast, ca_bundle):
     for user in (ALICE, BOB):
         signed_in(hub, user, ca_bundle)
         spawn(hub, user.username, server="poll")
-    since = fast.now()
+    since = fast.mark()
     wait_for(lambda: fast.now() - since > 5, 10, 0.5, "a 5 s window")
     reads = fast.request_counts(since=since, service="arm")["by_route"].get("arm GET ComputeList", 0)
     # poll interval 0.5 s, two users, one workspace: about one list per interval, not per user
