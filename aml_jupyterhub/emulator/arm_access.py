@@ -1,59 +1,81 @@
-"""Who may do what on ARM: bearer tokens (401), built-in roles (403) and throttling (429)."""
+"""Who may call ARM: bearer tokens (401) and built-in roles on the workspace (403).
+
+Roles are the built-in ones a hub meets, as action patterns over
+``Microsoft.MachineLearningServices/`` (``*`` matches anything, ``/``
+included), with their NotActions. Role assignments come from the workspace's
+``role_assignments`` (principal object id -> role name).
+"""
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from .config import Workspace
 from .handlers import ServiceError
-from .keys import TokenError
+from .keys import TokenError, unverified_claims
 from .state import EmulatorState
 from .tokens import Caller, require_bearer
 
-PROVIDER = "Microsoft.MachineLearningServices/workspaces"
+PROVIDER = "Microsoft.MachineLearningServices"
+ARM_AUDIENCES = "'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'"
 ADMIN_ROLES = frozenset({"Owner", "Contributor"})
-# role -> the kinds of action it grants on compute (read, write, delete, action)
-ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "Owner": frozenset({"read", "write", "delete", "action"}),
-    "Contributor": frozenset({"read", "write", "delete", "action"}),
-    "AzureML Compute Operator": frozenset({"read", "write", "delete", "action"}),
-    "AzureML Data Scientist": frozenset({"read", "action"}),
-    "Reader": frozenset({"read"}),
+# role -> (actions, notActions), relative to Microsoft.MachineLearningServices/
+ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Owner": (("*",), ()),
+    "Contributor": (("*",), ()),
+    "AzureML Compute Operator": (("workspaces/read", "workspaces/computes/*"), ()),
+    "AzureML Data Scientist": (
+        ("workspaces/read", "workspaces/*/read", "workspaces/*/action", "workspaces/*/write", "workspaces/*/delete"),
+        ("workspaces/computes/write", "workspaces/computes/delete", "workspaces/computes/*/write", "workspaces/computes/*/delete"),
+    ),
+    "Reader": (("*/read", "workspaces/read"), ()),
 }
 
 
-def authenticate(state: EmulatorState, authorization: str | None, authority: str) -> Caller:
-    """The caller of a request, or 401 the way ARM answers it."""
+def authenticate(state: EmulatorState, authorization: str | None) -> Caller:
+    """The caller of a request, or 401 the way ARM answers it (with a ``WWW-Authenticate`` challenge)."""
     try:
         return require_bearer(state, authorization, "arm")
     except TokenError as e:
-        if str(e) == "missing":
-            code, message = "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
-        elif e.expired:
-            code, message = "ExpiredAuthenticationToken", str(e)
-        else:
-            code, message = "InvalidAuthenticationToken", f"The access token is invalid. {e}"
+        code, message = unauthenticated_reason(e, authorization or "")
+        authority = state.urls.get("authority", "https://login.microsoftonline.com")
         challenge = (
-            f'Bearer authorization_uri="{authority}", error="invalid_token", '
+            f'Bearer authorization_uri="{authority}/", error="invalid_token", '
             f'error_description="{message.replace(chr(34), chr(39))}"'
         )
         raise ServiceError(401, code, message, {"WWW-Authenticate": challenge}) from None
 
 
-def role_of(workspace: Workspace, caller: Caller) -> str | None:
-    return workspace.role_assignments.get(caller.oid)
+def unauthenticated_reason(error: TokenError, authorization: str) -> tuple[str, str]:
+    """ARM's error code and message for a refused token."""
+    if str(error) == "missing":
+        return "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+    if error.expired:
+        return "ExpiredAuthenticationToken", str(error)
+    if "audience" in str(error):
+        audience = unverified_claims(authorization[7:].strip()).get("aud")
+        return (
+            "InvalidAuthenticationTokenAudience",
+            f"The access token has been obtained for wrong audience or resource '{audience}'. It should exactly match "
+            f"with one of the allowed audiences {ARM_AUDIENCES}.",
+        )
+    return "InvalidAuthenticationToken", f"The access token is invalid. {error}"
 
 
-def authorize(workspace: Workspace, caller: Caller, kind: str, action: str, scope: str) -> None:
-    """403 AuthorizationFailed unless the caller's role on the workspace grants ``kind``."""
-    role = role_of(workspace, caller)
-    if role is None or kind not in ROLE_ACTIONS.get(role, frozenset()):
+def allowed(role: str | None, action: str) -> bool:
+    """Whether ``role`` grants ``action`` (relative to Microsoft.MachineLearningServices/)."""
+    actions, not_actions = ROLES.get(role or "", ((), ()))
+    return any(fnmatchcase(action, p) for p in actions) and not any(fnmatchcase(action, p) for p in not_actions)
+
+
+def authorize(workspace: Workspace, caller: Caller, action: str, scope: str) -> None:
+    """403 AuthorizationFailed unless the caller's role on the workspace grants ``action`` over ``scope``."""
+    if not allowed(workspace.role_assignments.get(caller.oid), action):
         deny(caller, action, scope)
 
 
 def deny(caller: Caller, action: str, scope: str) -> None:
+    """ARM's 403, word for word."""
     raise ServiceError(
         403,
         "AuthorizationFailed",
@@ -64,40 +86,5 @@ def deny(caller: Caller, action: str, scope: str) -> None:
 
 
 def is_admin(workspace: Workspace, caller: Caller) -> bool:
-    return role_of(workspace, caller) in ADMIN_ROLES
-
-
-@dataclass
-class Bucket:
-    tokens: float
-    updated: float
-
-
-class Throttle:
-    """Token buckets per principal + subscription + region, reads and writes apart (ARM's 2024 model)."""
-
-    def __init__(self, state: EmulatorState) -> None:
-        self.state = state
-        self.buckets: dict[tuple[str, str, str, str], Bucket] = {}
-
-    def take(self, principal: str, subscription: str, region: str, write: bool) -> tuple[int, dict[str, str]]:
-        """Spend one token; returns (remaining, headers) or raises 429 with Retry-After."""
-        cfg = self.state.config.throttle
-        burst, rate = (cfg.write_burst, cfg.write_rate) if write else (cfg.read_burst, cfg.read_rate)
-        key = (principal, subscription.lower(), region, "w" if write else "r")
-        now = time.monotonic()
-        bucket = self.buckets.setdefault(key, Bucket(float(burst), now))
-        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
-        bucket.updated = now
-        header = f"x-ms-ratelimit-remaining-subscription-{'writes' if write else 'reads'}"
-        if bucket.tokens < 1:
-            retry_after = max(1, math.ceil((1 - bucket.tokens) / rate))
-            raise ServiceError(
-                429,
-                "TooManyRequests",
-                "The request is being throttled as the limit has been reached for operation type - "
-                f"{'Write' if write else 'Read'}. Please retry after {retry_after} seconds.",
-                {"Retry-After": str(retry_after), header: "0"},
-            )
-        bucket.tokens -= 1
-        return int(bucket.tokens), {header: str(int(bucket.tokens))}
+    """Owner or Contributor on the workspace: may manage anyone's personal compute instance."""
+    return workspace.role_assignments.get(caller.oid) in ADMIN_ROLES
