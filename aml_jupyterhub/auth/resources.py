@@ -13,12 +13,6 @@ DEFAULT_RESOURCES: dict[str, str] = {
 }
 
 
-def resource_of(scope: str) -> str:
-    """The resource part of a scope string (``https://x/perm`` -> ``https://x``)."""
-    first = scope.split()[0]
-    return first.rpartition("/")[0] if "/" in first else first
-
-
 class UnknownResource(KeyError):
     """A resource name the admin did not allow."""
 

@@ -19,13 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from azure.core import AsyncPipelineClient
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError
 from azure.core.pipeline import policies
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
@@ -79,9 +73,7 @@ def translate_exception(exc: BaseException) -> errors.ComputeError:
     if isinstance(exc, HttpResponseError):
         error = getattr(exc, "error", None)
         return translate(exc.status_code, getattr(error, "code", "") or "", getattr(error, "message", "") or exc.reason or "")
-    if isinstance(exc, (ServiceRequestError, ServiceResponseError, asyncio.TimeoutError, TimeoutError)):
-        return errors.AzureUnavailable(type(exc).__name__)
-    return errors.AzureUnavailable(type(exc).__name__)
+    return errors.AzureUnavailable(type(exc).__name__)  # network errors, timeouts, anything unexpected
 
 
 class ComputeReader:

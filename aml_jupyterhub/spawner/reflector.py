@@ -64,13 +64,14 @@ class WorkspaceReflector:
         cls._instances.clear()
 
     # -- who lists -------------------------------------------------------------
-    def register(self, key: str, credential: Any) -> None:
-        """Offer an identity to list with (newest first); idempotent."""
+    def register(self, key: str, credential: Any) -> ComputeReader:
+        """Offer an identity to list with (newest first); idempotent. Returns its reader, for direct reads."""
         if key in self._readers:
             self._readers.move_to_end(key)
         else:
             self._readers[key] = ComputeReader(self.endpoint, self.workspace, credential)
         self._wake.set()
+        return self._readers[key]
 
     def unregister(self, key: str) -> None:
         reader = self._readers.pop(key, None)

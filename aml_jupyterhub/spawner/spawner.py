@@ -18,7 +18,7 @@ from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, defa
 
 from ..auth.broker import ThreadCredential
 from . import errors
-from .azure_calls import ArmEndpoint, ComputeReader, ComputeWriter
+from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
 from .plan import Step, plan_start
 from .profiles import Choice, Profile, ProfileError, Workspace, choose, parse_profiles, parse_workspaces
@@ -280,13 +280,11 @@ class AMLSpawner(Spawner):
 
     # -- helpers ------------------------------------------------------------------------------------
     async def _read(self, workspace: Workspace) -> ComputeSnapshot | None:
+        """A direct GET as the user (fresher than the last list), recorded in the shared cache."""
         assert self.compute_name is not None
-        reader = ComputeReader(self._endpoint(), workspace, self.arm_credential(self, self.user))
-        try:
-            snapshot = await reader.get(self.compute_name)
-        finally:
-            await reader.close()
-        await self._reflector(workspace).update(snapshot, self.compute_name)
+        reflector = self._reflector(workspace)
+        snapshot = await reflector.register(self.user.name, self.arm_credential(self, self.user)).get(self.compute_name)
+        await reflector.update(snapshot, self.compute_name)
         return snapshot
 
     def _writer(self, workspace: Workspace) -> ComputeWriter:
