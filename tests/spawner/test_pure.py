@@ -104,3 +104,20 @@ def test_spec_is_personal_with_idle_shutdown_and_tags():
 )
 def test_instance_root(uri, root):
     assert instance_root(uri) == root
+
+
+def test_options_form_escapes_admin_and_user_supplied_text():
+    from aml_jupyterhub.spawner.spawner import _TEMPLATES
+
+    hostile = parse_profiles(
+        [{"key": 'x"><script>alert(1)</script>', "display_name": "<script>alert(2)</script>", "workspace": "research",
+          "vm_size": "Standard_DS3_v2", "description": '"><img src=x onerror=alert(3)>'}],
+        WORKSPACES,
+    )
+    html = _TEMPLATES.get_template("options_form.html").render(
+        profiles=hostile, workspaces=WORKSPACES, selected=None, existing='jh-<b>bold</b>'
+    )
+    assert "<script>" not in html and "<img" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    assert 'value="x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
+    assert "jh-&lt;b&gt;bold&lt;/b&gt;" in html
