@@ -226,3 +226,32 @@ def test_reconciler_stops_orphans_but_not_owned_instances(hub, fast, ca_bundle, 
     assert state(foreign.name) == "Running"  # another hub's instance is not ours to stop
     assert "Reconciler: stopped 1 orphaned compute instance(s)" in hub.logs()
     stop(hub, ALICE.username, "keep")
+
+
+def test_cancelled_spawn_leaves_nothing_running(hub, fast, ca_bundle):
+    """The user cancels while the instance is still being created: it must not keep running (and billing)."""
+    signed_in(hub, BOB, ca_bundle)
+    fast.update_settings(timings={**FAST, "create": 3.0})
+    r = hub.api("POST", f"/users/{BOB.username}/servers/cancel", json={"user_options": {"profile": "small"}})
+    assert r.status_code == 202
+    name = wait_for(
+        lambda: next((c["name"] for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-server") == "cancel"
+                      and c["tags"].get("aml-jupyterhub-user") == BOB.username), None), 10, 0.1, "the instance")
+    assert hub.api("DELETE", f"/users/{BOB.username}/servers/cancel").status_code in (202, 204)
+    wait_for(lambda: "cancel" not in hub.api("GET", f"/users/{BOB.username}").json()["servers"], 30, 0.2, "cancel")
+    state = lambda: fast.arm_compute(name)["properties"]["properties"]["state"]  # noqa: E731
+    wait_for(lambda: state() == "Stopped", 30, 0.2, "the orphaned instance to be stopped")
+
+
+def test_spawn_in_progress_resumes_after_a_hub_restart(hub, fast, ca_bundle):
+    session = signed_in(hub, ALICE, ca_bundle)
+    fast.update_settings(timings={**FAST, "create": 6.0})
+    r = hub.api("POST", f"/users/{ALICE.username}/servers/resume", json={"user_options": {"profile": "small"}})
+    assert r.status_code == 202
+    wait_for(lambda: any(c["tags"].get("aml-jupyterhub-server") == "resume" for c in fast.arm_computes()), 10, 0.1, "create")
+    hub.restart()
+    ready = wait_for(lambda: server_ready(hub, ALICE.username, "resume"), 60, 0.2, "the resumed server")
+    assert ready["ready"]
+    r = session.get(f"{hub.url}/user/{ALICE.username}/resume/lab", allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and "instances.azureml.ms/lab" in r.headers["Location"]
+    stop(hub, ALICE.username, "resume")
