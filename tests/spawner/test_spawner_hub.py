@@ -25,6 +25,7 @@ def hub(emulator, tmp_path_factory):
     c.AMLSpawner.stop_wait_seconds = 30
     c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}  # the API answers 202 after 1 s
     c.AMLSpawner.reconcile_interval_seconds = 1
+    c.JupyterHub.named_server_limit_per_user = 0  # these tests give one user many named servers
     """
     hub = HubProcess(workdir, endpoints_file, extra_config=extra, env={"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5"})
     hub.start()
