@@ -82,6 +82,7 @@ class EntraTokenClient:
         timeout: float = 20.0,
         max_retries: int = 2,
         max_retry_after: float = 10.0,
+        max_connections: int = 100,
     ) -> None:
         self.token_url = token_url
         self.client_id = client_id
@@ -90,6 +91,9 @@ class EntraTokenClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
+        # Its own connection pool: token calls must not queue behind the hub's other
+        # HTTP traffic (tornado's shared client allows 10 connections).
+        self._http = AsyncHTTPClient(force_instance=True, max_clients=max_connections)
 
     async def redeem_code(self, code: str, redirect_uri: str, code_verifier: str | None, scope: str) -> dict[str, Any]:
         """Exchange an authorization code; returns the raw answer (oauthenticator's token_info)."""
@@ -125,7 +129,7 @@ class EntraTokenClient:
             connect_timeout=self.timeout,
             ca_certs=self.ca_certs,
         )
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        response = await self._http.fetch(request, raise_error=False)
         if response.code == 599:
             raise EntraUnavailable(f"Could not reach Entra ID: {type(response.error).__name__}")
         if response.code == 429 or response.code >= 500:

@@ -70,7 +70,8 @@ class WorkspaceReflector:
             self._readers.move_to_end(key)
         else:
             self._readers[key] = ComputeReader(self.endpoint, self.workspace, credential)
-        self._wake.set()
+            if len(self._readers) == 1:
+                self._wake.set()  # the loop was idle with nobody to list as
         return self._readers[key]
 
     def unregister(self, key: str) -> None:
