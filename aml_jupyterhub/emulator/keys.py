@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from functools import cached_property
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -50,13 +51,10 @@ class SigningKey:
         )
         return cls(kid=kid, private_pem=pem, cert_der=der)
 
-    @property
-    def _private(self):
-        return serialization.load_pem_private_key(self.private_pem, password=None)
-
-    @property
+    @cached_property
     def public_key(self):
-        return self._private.public_key()
+        """Parsed once: every emulated request with a bearer token validates against it."""
+        return serialization.load_pem_private_key(self.private_pem, password=None).public_key()
 
     def jwk(self, issuer: str | None = None) -> dict[str, Any]:
         numbers = self.public_key.public_numbers()
