@@ -8,7 +8,8 @@ In a notebook::
     credential = HubTokenCredential("storage")        # any Azure SDK client takes this
 
 Nothing secret is stored on disk: the hub keeps the refresh token; this asks
-the hub with the server's short-lived hub API token (``JUPYTERHUB_API_TOKEN``)
+the hub with the server's short-lived hub API token (``JUPYTERHUB_API_TOKEN``,
+or on a compute instance the token its managed identity was traded for)
 each time a cached token nears expiry.
 """
 
@@ -47,8 +48,15 @@ class TokenBrokerClient:
         timeout: float = 15.0,
         margin: float = 120.0,
     ) -> None:
-        self.hub_api_url = (hub_api_url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
-        self._api_token = api_token or os.environ["JUPYTERHUB_API_TOKEN"]
+        api_token = api_token or os.environ.get("JUPYTERHUB_API_TOKEN")
+        if api_token:
+            self.hub_api_url = (hub_api_url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
+            self._hub_token: Any = lambda: api_token
+        else:  # on a compute instance: the token its managed identity was traded for
+            from .instance.hub_token import InstanceHubToken
+
+            instance = InstanceHubToken(hub_api_url)
+            self.hub_api_url, self._hub_token = instance.hub_api_url, instance.get
         self.verify: str | bool = ca_bundle or os.environ.get("AML_HUB_CA_BUNDLE") or True
         self.timeout = timeout
         self.margin = margin
@@ -67,7 +75,7 @@ class TokenBrokerClient:
     def _fetch(self, resource: str) -> AccessToken:
         response = requests.get(
             f"{self.hub_api_url}/aml/tokens/{resource}",
-            headers={"Authorization": f"token {self._api_token}"},
+            headers={"Authorization": f"token {self._hub_token()}"},
             timeout=self.timeout,
             verify=self.verify,
         )

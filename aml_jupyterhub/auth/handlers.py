@@ -20,18 +20,29 @@ from .resources import UnknownResource
 BROKER_SCOPE = "custom:aml-jupyterhub:tokens"
 
 
-class TokenBrokerHandler(APIHandler):
-    def _owner_may_use_broker(self, user) -> bool:
-        return BROKER_SCOPE in self.expanded_scopes or f"{BROKER_SCOPE}!user={user.name}" in self.expanded_scopes
+class BrokerAPIHandler(APIHandler):
+    """Base of the broker's endpoints: hub API tokens with the broker scope for their own user only."""
 
-    async def get(self, resource: str) -> None:
+    def broker_user(self):
         user = self.current_user
         if user is None:
             raise web.HTTPError(403, "Missing or invalid hub API token.")
         if not getattr(self, "_token_authenticated", False):
             raise web.HTTPError(403, "The token broker accepts hub API tokens only, not browser cookies.")
-        if user.kind != "user" or not self._owner_may_use_broker(user):
+        allowed = BROKER_SCOPE in self.expanded_scopes or f"{BROKER_SCOPE}!user={user.name}" in self.expanded_scopes
+        if user.kind != "user" or not allowed:
             raise web.HTTPError(403, f"This token lacks the {BROKER_SCOPE} scope for its user.")
+        return user
+
+    def send_secret_json(self, body: dict) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+class TokenBrokerHandler(BrokerAPIHandler):
+    async def get(self, resource: str) -> None:
+        user = self.broker_user()
         authenticator = self.authenticator
         if resource not in authenticator.broker_resources:
             raise web.HTTPError(403, f"Resource {resource!r} is not available from the token broker.")
@@ -43,9 +54,7 @@ class TokenBrokerHandler(APIHandler):
             raise web.HTTPError(401, "Your Entra ID sign-in has expired or was revoked: log in to the hub again.") from None
         except TokenUnavailable as e:
             raise web.HTTPError(502, f"Entra ID did not issue a token: {e}") from None
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"access_token": token.token, "expires_on": token.expires_on, "resource": resource}))
+        self.send_secret_json({"access_token": token.token, "expires_on": token.expires_on, "resource": resource})
 
 
 def configure_token_broker(c) -> None:

@@ -84,3 +84,33 @@ async def validate_id_token(
     if nonce is not None and claims.get("nonce") != nonce:
         raise IdTokenError("id_token nonce does not match the sign-in request")
     return claims
+
+
+async def validate_instance_identity(token: str, oidc: OpenIdConfiguration, audiences: set[str], leeway: float = 120) -> dict[str, Any]:
+    """Claims of a managed-identity access token for the hub's app, else :class:`IdTokenError`.
+
+    Checks the signature against the tenant's JWKS, a v1 issuer matching the
+    token's tenant, one of ``audiences``, the lifetime, and that it names the
+    Azure resource it belongs to (``xms_mirid``).
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+        tenant = jwt.decode(token, options={"verify_signature": False}).get("tid", "")
+    except jwt.PyJWTError as e:
+        raise IdTokenError(f"identity token is malformed: {e}") from None
+    key = await oidc.key(header.get("kid", ""))
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            audience=list(audiences),
+            issuer=f"https://sts.windows.net/{tenant}/",
+            leeway=leeway,
+            options={"require": ["exp", "iat", "aud", "iss", "oid"]},
+        )
+    except jwt.PyJWTError as e:
+        raise IdTokenError(f"identity token rejected: {e}") from None
+    if claims.get("idtyp") != "app" or not claims.get("xms_mirid"):
+        raise IdTokenError("not a managed-identity token of an Azure resource")
+    return claims

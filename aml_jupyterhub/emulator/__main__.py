@@ -26,6 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SERVICE=PORT",
         help="fixed port for a service (authority, graph, arm, files, control); default: any free port",
     )
+    p.add_argument(
+        "--instance-runtime",
+        action="store_true",
+        help="run compute instances for real: sandbox home, startup script, a Jupyter server per running instance",
+    )
     p.add_argument("--endpoints-file", type=Path, help="also write the endpoints JSON here")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
@@ -37,7 +42,7 @@ async def serve(args: argparse.Namespace) -> None:
     for item in args.port:
         name, _, port = item.partition("=")
         ports[name] = int(port)
-    emulator = Emulator(config=config, data_dir=args.data_dir, host=args.host, ports=ports)
+    emulator = Emulator(config=config, data_dir=args.data_dir, host=args.host, ports=ports, instance_runtime=args.instance_runtime)
     endpoints = await emulator.start()
     line = endpoints_line(endpoints)
     if args.endpoints_file:

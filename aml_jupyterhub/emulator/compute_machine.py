@@ -17,6 +17,7 @@ import asyncio
 from typing import Any
 
 from .compute_model import inner, iso, set_last_operation, set_state
+from .instance_runtime import StartupFailed, startup_script
 from .keys import new_id
 from .state import EmulatorState
 
@@ -118,7 +119,7 @@ class ComputeMachine:
     def settle(self, key: str) -> None:
         """Run the remaining steps of ``key``'s transition now (for tests with long timings)."""
         self.cancel(key)
-        while key in self.records and self.records[key].get("pending"):
+        while key in self.records and self.records[key].get("pending") and not self.records[key]["pending"].get("bringing_up"):
             self._advance(key, reschedule=False)
 
     def _schedule_next(self, key: str) -> None:
@@ -143,9 +144,15 @@ class ComputeMachine:
         pending = record["pending"]
         target, _ = pending["steps"].pop(0)
         failure = self._injected_failure(record["resource"]["name"], pending["operation"], target)
+        runtime = self.state.instances
         if target == GONE:
-            del self.records[key]
+            resource = self.records.pop(key)["resource"]
             finish_operation(self.state, pending["op"])
+            if runtime is not None:
+                asyncio.get_running_loop().create_task(runtime.forget(resource))
+        elif target == "Running" and runtime is not None and not failure:
+            self._bring_up(key, record, runtime)
+            return
         elif failure:
             self._fail(record, failure)
         else:
@@ -155,6 +162,30 @@ class ComputeMachine:
         self.state.mark_dirty()
         if reschedule:
             self._schedule_next(key)
+
+    def _bring_up(self, key: str, record: dict[str, Any], runtime: Any) -> None:
+        """Run the instance's startup configuration and Jupyter before it is Running (emulated runtime)."""
+        pending, resource = record["pending"], record["resource"]
+        pending["bringing_up"] = True
+        if startup_script(resource):
+            set_state(self.state, resource, "UserSettingUp")
+        task = asyncio.get_running_loop().create_task(runtime.bring_up(resource))
+        task.add_done_callback(lambda t: self._brought_up(key, pending, t))
+
+    def _brought_up(self, key: str, pending: dict[str, Any], task: asyncio.Task) -> None:
+        record = self.records.get(key)
+        if record is None or record.get("pending") is not pending:
+            return  # superseded (stopped or deleted meanwhile); that transition shuts the machine down
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            message = str(error) if isinstance(error, StartupFailed) else f"The instance failed to start: {error!r}"
+            self._fail(record, {"state": "UserSetupFailed", "code": "UserSetupFailed", "message": message})
+        else:
+            set_state(self.state, record["resource"], "Running")
+            if not pending["steps"]:
+                self._succeed(record)
+        self.state.mark_dirty()
+        self._schedule_next(key)
 
     def _succeed(self, record: dict[str, Any]) -> None:
         pending, resource = record["pending"], record["resource"]
@@ -187,7 +218,9 @@ class ComputeMachine:
         """After a restart on a data dir: finish the transitions that were under way."""
         for key, record in self.records.items():
             pending = record.get("pending")
-            if pending:
+            if pending and pending.get("bringing_up") and self.state.instances is not None:
+                self._bring_up(key, record, self.state.instances)
+            elif pending:
                 self._arm_timer(key, pending.get("due", 0) - self.state.now())
 
     def cancel(self, key: str) -> None:

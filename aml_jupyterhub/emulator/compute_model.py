@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from typing import Any
 
 from .config import VmSize, Workspace
@@ -135,14 +136,12 @@ def check_quota(state: EmulatorState, workspace: Workspace, size: VmSize) -> Non
 
 # -- the resource body ------------------------------------------------------------------------
 def application_endpoints(state: EmulatorState, compute: dict[str, Any]) -> list[dict[str, str]]:
-    """The instance's application URLs: the one place a local instance runtime can redirect them.
-
-    A callable in ``state.runtime["ci_endpoint"]`` (name -> base URL) replaces
-    Azure's ``https://{name}.{location}.instances.azureml.ms``.
+    """The instance's application URLs: Azure's ``https://{name}.{location}.instances.azureml.ms``,
+    or the emulated instance's own Jupyter server when the instance runtime runs it.
     """
     name, location = compute["name"], compute["location"]
-    endpoint = state.runtime.get("ci_endpoint")
-    base = endpoint(name) if endpoint else f"https://{name}.{location}.instances.azureml.ms"
+    base = state.instances.endpoint(compute) if state.instances is not None else None
+    base = base or f"https://{name}.{location}.instances.azureml.ms"
     return [
         {"displayName": "Jupyter", "endpointUri": f"{base}/tree/"},
         {"displayName": "Jupyter Lab", "endpointUri": f"{base}/lab"},
@@ -182,13 +181,16 @@ def new_compute(
     }
     if props.get("setupScripts"):
         props["enableSSO"] = False  # Azure turns SSO off when a setup script is present
+    identity = body.get("identity")
+    if identity and "systemassigned" in str(identity.get("type", "")).replace(",", "").replace(" ", "").lower():
+        identity = {**identity, "principalId": str(uuid.uuid4()), "tenantId": caller["tid"]}
     return {
         "id": compute_id(workspace, name),
         "type": "Microsoft.MachineLearningServices/workspaces/computes",
         "name": name,
         "location": workspace.location,
         "tags": body.get("tags") or {},
-        "identity": body.get("identity"),
+        "identity": identity,
         "sku": body.get("sku"),
         "properties": {
             "description": outer.get("description"),
@@ -214,6 +216,8 @@ def set_state(state: EmulatorState, resource: dict[str, Any], new_state: str) ->
     props["applications"] = application_endpoints(state, resource) if new_state in SERVING else []
     for listener in state.runtime.get("compute_listeners", []):
         listener(resource)
+    if state.instances is not None:
+        state.instances.on_state(resource)
 
 
 def set_last_operation(state: EmulatorState, resource: dict[str, Any], operation: str, status: str, trigger: str) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from . import directory_ops, file_ops, share_ops
+from . import directory_ops, file_ops, files_mount, share_ops
 from .storage_rbac import READ_FILES, SHARES_DELETE, SHARES_READ, SHARES_WRITE, WRITE_FILES
 from .storage_request import Operation, StorageRequest
 
@@ -55,6 +55,9 @@ ROUTES: dict[tuple[str, str, str, str], Route] = {
     ("PUT", "share", "share", "metadata"): _share("SetShareMetadata", "w", "c", SHARES_WRITE, share_ops.set_share_metadata),
     ("GET", "share", "share", "stats"): _share("GetShareStats", "r", "c", SHARES_READ, share_ops.get_share_stats),
     ("DELETE", "share", "share", ""): _share("DeleteShare", "d", "c", SHARES_DELETE, share_ops.delete_share),
+    ("GET", "share", "directory", "x-emulator-mount"): _data(
+        "EmulatorMount", "w", (*READ_FILES, *WRITE_FILES), files_mount.mount_source, srt="c"
+    ),
     ("GET", "share", "directory", "list"): _LIST,
     ("GET", "path", "directory", "list"): _LIST,
     ("GET", "share", "directory", ""): _GET_DIRECTORY,

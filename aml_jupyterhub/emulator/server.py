@@ -23,6 +23,7 @@ from tornado.ioloop import PeriodicCallback
 
 from .config import EmulatorConfig, default_config
 from .handlers import NotFoundHandler, safe_log_function
+from .instance_runtime import InstanceRuntime
 from .state import EmulatorState
 from .tls import ensure_tls
 
@@ -48,6 +49,7 @@ SERVICES: tuple[Service, ...] = (
     Service("graph", "graph"),
     Service("arm", "arm"),
     Service("files", "files"),
+    Service("instances", "instances"),
     Service("control", "control"),
 )
 
@@ -66,8 +68,10 @@ class Emulator:
         tls_dir: Path | None = None,
         host: str = "127.0.0.1",
         ports: dict[str, int] | None = None,
+        instance_runtime: bool = False,
     ) -> None:
         self.state = EmulatorState(config or default_config(), data_dir)
+        self.instance_runtime = instance_runtime
         self.tls = ensure_tls(tls_dir or (data_dir / "tls" if data_dir else self.state.files_root.parent / "tls"))
         self.host = host
         self.ports = ports or {}
@@ -97,6 +101,8 @@ class Emulator:
             server = httpserver.HTTPServer(app, ssl_options=ssl_ctx, xheaders=False)
             server.add_sockets(sockets)
             self._servers.append(server)
+        if self.instance_runtime:
+            self._start_instance_runtime()
         for service in SERVICES:
             on_start: Callable[[EmulatorState], None] | None = getattr(_load(service), "on_start", None)
             if on_start:
@@ -105,7 +111,29 @@ class Emulator:
         self._flusher.start()
         return self.endpoints
 
+    def _start_instance_runtime(self) -> None:
+        """Compute instances get a sandbox home, run their startup script and serve a real Jupyter."""
+        root = (self.state.data_dir or self.state.files_root.parent) / "instances"
+        runtime = InstanceRuntime(self.state, self.tls, root)
+        self.state.instances = runtime
+
+        def forget_all() -> None:
+            asyncio.get_running_loop().create_task(runtime.stop_all())
+            runtime.instances.clear()
+
+        self.state.reset_hooks.append(forget_all)
+
+    async def set_instance_runtime(self, enabled: bool) -> None:
+        """Turn the instance runtime on or off (tests that need real instances)."""
+        if enabled and self.state.instances is None:
+            self._start_instance_runtime()
+        elif not enabled and self.state.instances is not None:
+            await self.state.instances.stop_all()
+            self.state.instances = None
+
     async def stop(self) -> None:
+        if self.state.instances is not None:
+            await self.state.instances.stop_all()
         if self._flusher:
             self._flusher.stop()
         for server in self._servers:

@@ -86,6 +86,8 @@ class EmulatorState:
         self.signing_keys: list[SigningKey] = []
         # Per-service runtime objects that are not persisted (timers, buckets...).
         self.runtime: dict[str, Any] = {}
+        # The emulated compute-instance runtime (instance_runtime.InstanceRuntime), when enabled.
+        self.instances: Any = None
         # Called by reset(), so services can cancel timers and drop files.
         self.reset_hooks: list[Callable[[], None]] = []
         # Called with (claims, token) for every access token Entra ID mints, so a

@@ -290,3 +290,33 @@ def require_bearer(state: EmulatorState, authorization: str | None, resource_key
         roles=frozenset(claims.get("roles", [])),
         claims=claims,
     )
+
+
+def managed_identity_token(state: EmulatorState, principal_id: str, tenant_id: str, resource_id: str, audience: str) -> tuple[str, int]:
+    """An app-only token for a compute instance's system-assigned identity (``xms_mirid`` names the instance)."""
+    lifetime = state.config.access_token_lifetime
+    claims = _base_claims(state, tenant_id, audience, lifetime)
+    claims.update(
+        {
+            "appid": principal_id,
+            "appidacr": "2",
+            "idtyp": "app",
+            "oid": principal_id,
+            "sub": principal_id,
+            "xms_mirid": resource_id,
+            "roles": [],
+        }
+    )
+    return state.sign(claims), lifetime
+
+
+def audience_for(state: EmulatorState, resource: str) -> str | None:
+    """The audience of a token for ``resource``: a first-party resource or one of the tenant's apps."""
+    wanted = resource.lower().rstrip("/")
+    known = find_resource(wanted)
+    if known is not None:
+        return known.audience
+    for app in state.config.apps:
+        if wanted in (app.client_id.lower(), f"api://{app.client_id}".lower()):
+            return resource.rstrip("/")
+    return None

@@ -54,7 +54,7 @@ class AzureUnavailable(ComputeError):
 class ComputeFailed(ComputeError):
     def __init__(self, name: str, state: str, detail: str) -> None:
         super().__init__(
-            f"Your compute instance {name} is {state}: {detail or 'Azure gave no reason'}. "
+            f"Your compute instance {name} is {state}: {detail.rstrip('.') or 'Azure gave no reason'}. "
             "Start again with 'recreate' ticked to replace it."
         )
 

@@ -49,6 +49,7 @@ class Profile:
     groups: tuple[str, ...] = ()  # JupyterHub groups that may use it; empty: everyone
     default: bool = False
     schedules: tuple[Mapping[str, Any], ...] = ()  # azure-ai-ml ComputeStartStopSchedule kwargs
+    spark: Mapping[str, Any] | None = None  # Spark kernel settings, merged over AMLSpawner.spark
 
     def allowed_for(self, user_groups: Iterable[str]) -> bool:
         return not self.groups or bool(set(self.groups) & set(user_groups))

@@ -17,6 +17,7 @@ from tornado import web
 from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from ..auth.broker import ThreadCredential
+from ..userspace import UserSpace, ensure_share, share_access, share_name
 from . import errors
 from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
@@ -27,6 +28,7 @@ from .reflector import WorkspaceReflector
 from .slugs import compute_instance_name
 from .snapshots import ComputeSnapshot
 from .specs import Owner, compute_instance_spec, ownership_tags
+from .startup import InlineScript, startup_script
 from .states import Phase
 
 STATE_VERSION = 1
@@ -100,6 +102,28 @@ class AMLSpawner(Spawner):
     patience_seconds = Float(60.0, config=True, help="After this long without a state change, tell the user it is still on its way.")
     sdk_threads = Integer(16, config=True, help="Worker threads shared by all azure-ai-ml calls of the hub.")
     redirect_port = Integer(0, config=True, help="Port of the hub-wide redirect server on 127.0.0.1 (0: any free port).")
+    instance_hub_url = Unicode(
+        "",
+        config=True,
+        help="""The hub's API URL as compute instances reach it (e.g. https://hub.example.org/hub/api): their
+        startup script trades the instance's managed identity for a short-lived hub token there and fetches
+        the user space and Spark settings. Empty: the hub's own API URL (right when instances can reach it,
+        as with the local emulator). Written into new instances only.""",
+    )
+    instance_setup_command = Unicode(
+        "",
+        config=True,
+        help="""Shell run first by every instance's startup script, e.g. to install aml-jupyterhub on the
+        instance (`pip install aml-jupyterhub`). Runs as root; must contain no secret (the workspace's
+        members can read the instance's configuration).""",
+    )
+    instance_python = Unicode("python3", config=True, help="The Python on the instance that runs the aml-jupyterhub agent.")
+    spark = Dict(
+        config=True,
+        help="""Spark kernel settings for every instance (see docs/spark.md): backend (apache|fabric), endpoint,
+        timeout_seconds, session_name_prefix, spark_conf, py_files, ... A profile's own `spark` dict is merged
+        over this. Empty: no Spark kernels are configured.""",
+    )
     reconcile_interval_seconds = Float(
         300.0,
         config=True,
@@ -130,6 +154,8 @@ class AMLSpawner(Spawner):
         self.workspace_key: str | None = None
         self.profile_key: str | None = None
         self.jupyter_url: str | None = None
+        self.compute_id: str | None = None  # the instance's ARM id: how the hub recognises its managed identity
+        self.share: str | None = None  # the user space's share
         self._choice: Choice | None = None
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
@@ -143,7 +169,9 @@ class AMLSpawner(Spawner):
             self.compute_name_prefix, self.user.name, owner.oid, self.name, choice.profile.key, self.hub_id
         )
         self.workspace_key, self.profile_key = workspace.key, choice.profile.key
+        self.compute_id = f"{workspace.arm_id}/computes/{self.compute_name}"
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
+        await self._prepare_user_space(owner)  # before touching the instance: a storage outage changes nothing
         reflector = self._reflector(workspace)
         current = await self._read(workspace)
         step = plan_start(current, owner, choice.recreate)
@@ -209,6 +237,8 @@ class AMLSpawner(Spawner):
                 workspace=self.workspace_key,
                 profile=self.profile_key,
                 jupyter_url=self.jupyter_url,
+                compute_id=self.compute_id,
+                share=self.share,
             )
         return state
 
@@ -219,11 +249,13 @@ class AMLSpawner(Spawner):
             self.workspace_key = state.get("workspace")
             self.profile_key = state.get("profile")
             self.jupyter_url = state.get("jupyter_url")
+            self.compute_id = state.get("compute_id")
+            self.share = state.get("share")
 
     def clear_state(self) -> None:
         """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse)."""
         super().clear_state()
-        self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = None
+        self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = self.compute_id = self.share = None
         self._events = []
 
     # -- the steps -------------------------------------------------------------------------------
@@ -245,7 +277,10 @@ class AMLSpawner(Spawner):
             step = Step.START
         if step is Step.CREATE:
             tags = ownership_tags(self.hub_id, owner, self.name, profile)
-            await writer.begin_create(compute_instance_spec(name, profile, owner, tags))
+            script = InlineScript(
+                startup_script(self._instance_hub_url(), self._hub_audience(), self.instance_setup_command, self.instance_python)
+            )
+            await writer.begin_create(compute_instance_spec(name, profile, owner, tags, script))
         elif step is Step.START:
             await writer.begin_start(name)
         await self._read(workspace)  # see the new state now, not at the next list
@@ -277,6 +312,39 @@ class AMLSpawner(Spawner):
         if self.server is not None and self.jupyter_url:
             redirector.add(self.server.base_url, self.jupyter_url)
         return redirector.url
+
+    # -- what the instance sets up (asked by the instance through the hub's instance API) -----------
+    async def instance_config(self) -> dict[str, Any]:
+        """The user space's share with a fresh share-scoped credential, and the Spark kernels' settings."""
+        space = UserSpace(parent=self)
+        access = share_access(space, self.share).as_json() if space.enabled and self.share else None
+        return {"user": self.user.name, "compute": self.compute_name, "userspace": access, "spark": await self._spark_config()}
+
+    async def _prepare_user_space(self, owner: Owner) -> None:
+        space = UserSpace(parent=self)
+        if not space.enabled:
+            return
+        self.share = share_name(owner.username, owner.oid)
+        self._emit(2, f"Preparing your private file share {self.share}.")
+        created = await ensure_share(space, self.share, owner.oid)
+        self.log.info("[%s] share %s %s", self._log_name, self.share, "created" if created else "exists")
+        self._persist_state()
+
+    async def _spark_config(self) -> dict[str, Any] | None:
+        profile = next((p for p in await self._profiles() if p.key == self.profile_key), None)
+        raw = {**self.spark, **dict((profile.spark if profile else None) or {})}
+        if not raw:
+            return None
+        from ..spark import parse_spark_settings, sparkmagic_config
+
+        return sparkmagic_config(parse_spark_settings(raw))
+
+    def _instance_hub_url(self) -> str:
+        return self.instance_hub_url or self.hub.api_url
+
+    def _hub_audience(self) -> str:
+        """The hub's Entra app: what an instance's managed-identity token must be for."""
+        return f"api://{getattr(self.authenticator, 'client_id', '') or 'aml-jupyterhub'}"
 
     # -- helpers ------------------------------------------------------------------------------------
     async def _read(self, workspace: Workspace) -> ComputeSnapshot | None:

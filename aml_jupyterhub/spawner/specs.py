@@ -9,6 +9,7 @@ from azure.ai.ml.entities import (
     ComputeInstance,
     ComputeSchedules,
     ComputeStartStopSchedule,
+    IdentityConfiguration,
     ScriptReference,
     SetupScripts,
 )
@@ -47,7 +48,8 @@ def compute_instance_spec(
     tags: dict[str, str],
     startup_script: ScriptReference | None = None,
 ) -> ComputeInstance:
-    """A personal compute instance for ``owner``: idle shutdown on, no public SSH."""
+    """A personal compute instance for ``owner``: idle shutdown on, no public SSH, its own managed identity
+    (how it proves itself to the hub), and the startup script when there is one."""
     schedules = None
     if profile.schedules:
         schedules = ComputeSchedules(compute_start_stop=[ComputeStartStopSchedule(**s) for s in profile.schedules])
@@ -61,4 +63,5 @@ def compute_instance_spec(
         schedules=schedules,
         setup_scripts=SetupScripts(startup_script=startup_script) if startup_script else None,
         ssh_public_access_enabled=False,
+        identity=IdentityConfiguration(type="system_assigned"),
     )

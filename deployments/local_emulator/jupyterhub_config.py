@@ -78,6 +78,14 @@ if os.environ.get("AML_DEMO_SPAWNER", "simple") == "aml":
         {"key": "gpu", "display_name": "GPU (NC6s v3)", "workspace": "ws-research",
          "vm_size": "Standard_NC6s_v3", "groups": ["spark-users"], "description": "Needs GPU quota."},
     ]
+    # The private user space: one share per user in the emulated storage account. The key stays in
+    # the hub; instances get a share-scoped SAS through the instance API (docs/user-space.md).
+    if os.environ.get("AML_USERSPACE_ACCOUNT_KEY"):
+        storage = directory.storage_accounts[0]
+        c.UserSpace.account_url = f"{endpoints['files']}/{storage.name}"
+        c.UserSpace.account_key = os.environ["AML_USERSPACE_ACCOUNT_KEY"]
+        c.UserSpace.ca_bundle = endpoints["ca_bundle"]
+        c.UserSpace.quota_gib = 10
 else:
     c.JupyterHub.spawner_class = "simple"
     c.Spawner.home_dir_template = os.path.join(os.environ["AML_DEMO_HOME"], "{username}")

@@ -1,0 +1,64 @@
+"""The startup agent: run by the instance's startup script on every start, as root on Azure.
+
+1. trade the instance's managed identity for the user's hub token (``hub_token``);
+2. ask the hub what to set up (``GET <hub api>/aml/instance-config?compute=<CI_NAME>``);
+3. mount the user's share (``mount``);
+4. write the Spark kernels' configuration into the user space and install the kernels.
+
+Each step logs what it did, never a credential; any failure exits non-zero
+with a one-line reason, which Azure shows as the instance's setup error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from .hub_token import InstanceHubToken
+from .mount import mount, mount_point
+
+log = logging.getLogger("aml_jupyterhub.instance")
+
+
+def fetch_config(hub: InstanceHubToken, compute: str, timeout: float = 30.0) -> dict[str, Any]:
+    response = requests.get(
+        f"{hub.hub_api_url}/aml/instance-config",
+        params={"compute": compute},
+        headers={"Authorization": f"token {hub.get()}"},
+        timeout=timeout,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"the hub did not give this instance its configuration ({response.status_code})")
+    return response.json()
+
+
+def configure_spark(spark: dict[str, Any], conf_dir: Path) -> None:
+    from ..spark import install_kernelspecs, write_sparkmagic_config
+
+    write_sparkmagic_config(spark, conf_dir)
+    link = Path.home() / ".sparkmagic"
+    if link.is_symlink() or not link.exists():
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(conf_dir, target_is_directory=True)
+    install_kernelspecs(user=True)
+
+
+def start(hub_api_url: str, audience: str) -> None:
+    compute = os.environ.get("CI_NAME", "")
+    hub = InstanceHubToken(hub_api_url, audience)
+    hub.get()
+    log.info("hub token obtained for this instance")
+    config = fetch_config(hub, compute)
+    space = config.get("userspace")
+    if space:
+        log.info("user space %s mounted at %s", space["share_url"].rsplit("/", 1)[-1], mount(space))
+    if config.get("spark"):
+        base = mount_point(space) if space else Path.home()
+        conf_dir = base / ".sparkmagic" / compute
+        configure_spark(config["spark"], conf_dir)
+        log.info("Spark kernels configured (%s)", conf_dir)

@@ -1,0 +1,115 @@
+"""Creating a user's share (as the hub) and the short-lived, share-scoped access an instance gets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.fileshare import ShareClient, ShareSasPermissions, generate_share_sas
+
+from .config import UserSpace
+
+OWNER_METADATA = "owner_oid"
+
+
+class UserSpaceError(Exception):
+    """The user space cannot be prepared; the message is safe to show the user (no secrets)."""
+
+    @property
+    def jupyterhub_message(self) -> str:
+        return f"Your private file share could not be prepared: {self}"
+
+
+@dataclass(frozen=True)
+class ShareAccess:
+    """What an instance needs to mount the share. ``sas`` is a secret: never log it."""
+
+    share_url: str
+    mount_path: str
+    mode: str  # "sas" or "rbac"
+    expires_on: int
+    sas: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"share_url": self.share_url, "mount_path": self.mount_path, "mode": self.mode, "expires_on": self.expires_on, "sas": self.sas}
+
+
+def _share_client(space: UserSpace, share: str) -> ShareClient:
+    if not space.account_key:
+        raise UserSpaceError("the hub has no storage credential for it (set c.UserSpace.account_key).")
+    return ShareClient(
+        account_url=space.account_url,
+        share_name=share,
+        credential={"account_name": space.account_name, "account_key": space.account_key},
+        connection_verify=space.ca_bundle or True,
+        retry_total=2,
+        initial_backoff=1,
+        increment_base=1,
+        random_jitter_range=0,
+        connection_timeout=space.timeout_seconds,
+        read_timeout=space.timeout_seconds,
+    )
+
+
+def _create_or_check(space: UserSpace, share: str, owner_oid: str) -> bool:
+    client = _share_client(space, share)
+    try:
+        client.create_share(quota=space.quota_gib, metadata={OWNER_METADATA: owner_oid, "created_by": "aml-jupyterhub"})
+        return True
+    except ResourceExistsError:
+        existing = (client.get_share_properties().metadata or {}).get(OWNER_METADATA, "")
+        if existing.lower() != owner_oid.lower():
+            raise UserSpaceError(f"share {share} exists but belongs to someone else; ask an administrator.") from None
+        return False
+
+
+async def ensure_share(space: UserSpace, share: str, owner_oid: str) -> bool:
+    """Create ``share`` with the configured quota and ``owner_oid`` metadata; False if it already was there.
+
+    Runs the blocking Storage SDK in a worker thread, with a timeout.
+    """
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(_create_or_check, space, share, owner_oid), space.timeout_seconds * 4
+        )
+    except UserSpaceError:
+        raise
+    except ClientAuthenticationError:
+        raise UserSpaceError(
+            f"storage account {space.account_name} refused the hub's credential (check c.UserSpace.account_key)."
+        ) from None
+    except (ServiceRequestError, ServiceResponseError, asyncio.TimeoutError):
+        raise UserSpaceError(f"storage account {space.account_name} cannot be reached; try again in a few minutes.") from None
+    except HttpResponseError as e:
+        code = getattr(e, "error_code", None) or e.status_code
+        raise UserSpaceError(f"storage account {space.account_name} answered {code}; try again in a few minutes.") from None
+
+
+def share_access(space: UserSpace, share: str, now: dt.datetime | None = None) -> ShareAccess:
+    """The instance's credential: a SAS for this one share (``sas`` mode) or a pointer to the broker (``rbac``)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    expiry = now + dt.timedelta(minutes=space.sas_lifetime_minutes)
+    url = space.share_url(share)
+    if space.instance_credential == "rbac":
+        return ShareAccess(url, space.mount_path, "rbac", int(expiry.timestamp()))
+    if not space.account_key:
+        raise UserSpaceError("the hub has no storage credential for it (set c.UserSpace.account_key).")
+    sas = generate_share_sas(
+        space.account_name,
+        share,
+        space.account_key,
+        permission=ShareSasPermissions(read=True, create=True, write=True, delete=True, list=True),
+        expiry=expiry,
+        start=now - dt.timedelta(minutes=5),
+        protocol="https",
+    )
+    return ShareAccess(url, space.mount_path, "sas", int(expiry.timestamp()), sas)

@@ -1,0 +1,238 @@
+"""The private user space end to end: a real hub and proxy, the emulated Azure, and emulated instances
+that run their startup script and a real Jupyter server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+import requests
+from azure.core.exceptions import ClientAuthenticationError
+from azure.storage.fileshare import ShareClient
+
+from aml_jupyterhub.auth.handlers import BROKER_SCOPE
+from aml_jupyterhub.emulator.config import default_config
+from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.userspace import share_name
+from support.arm_fixtures import FAST
+from support.hub import HubProcess, wait_for
+from support.signin import hub_sign_in
+
+DIRECTORY = default_config()
+ALICE, BOB, CAROL = (DIRECTORY.user(f"{n}@contoso.example") for n in ("alice", "bob", "carol"))
+STORAGE = DIRECTORY.storage_accounts[0]
+
+
+@pytest.fixture(scope="module")
+def instances(emulator):
+    """The session emulator, running compute instances for real while this module runs."""
+    emulator.call(emulator.emulator.set_instance_runtime, True)
+    yield emulator.state.instances
+    emulator.call(emulator.emulator.set_instance_runtime, False)
+
+
+@pytest.fixture(scope="module")
+def hub(emulator, instances, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("userspace-hub")
+    endpoints_file = workdir / "endpoints.json"
+    endpoints_file.write_text(endpoints_line(emulator.endpoints))
+    extra = """
+    c.AMLSpawner.stop_wait_seconds = 30
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}
+    c.AMLSpawner.reconcile_interval_seconds = 0
+    c.JupyterHub.named_server_limit_per_user = 0
+    """
+    env = {"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5", "AML_USERSPACE_ACCOUNT_KEY": STORAGE.key}
+    hub = HubProcess(workdir, endpoints_file, extra_config=extra, env=env)
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def fast(control):
+    control.update_settings(timings=FAST)
+    return control
+
+
+def sign_in(hub, user, ca_bundle) -> None:
+    _, callback = hub_sign_in(hub.url, user.username, ca_bundle)
+    assert callback.status_code == 302
+
+
+def spawn(hub, username: str, options: dict | None = None, server: str = "") -> dict:
+    r = hub.api("POST", f"/users/{username}/servers/{server}", json={"user_options": options or {}})
+    assert r.status_code in (201, 202), r.text
+
+    def ready():
+        s = hub.api("GET", f"/users/{username}").json()["servers"].get(server)
+        if s is None:
+            raise AssertionError(f"{username}'s server {server!r} failed to start:\n{hub.logs()[-3000:]}")
+        return s if s["ready"] else None
+
+    return wait_for(ready, 120, 0.2, f"{username}'s server {server!r}")
+
+
+def stop(hub, username: str, server: str = "") -> None:
+    r = hub.api("DELETE", f"/users/{username}/servers/{server}")
+    assert r.status_code in (202, 204), r.text
+    wait_for(lambda: server not in hub.api("GET", f"/users/{username}").json()["servers"], 60, 0.2, "stop")
+
+
+def computes_of(control, username: str, server: str = "") -> list[dict]:
+    return [
+        c for c in control.arm_computes()
+        if c["tags"].get("aml-jupyterhub-user") == username and c["tags"].get("aml-jupyterhub-server") == server
+    ]  # fmt: skip
+
+
+def machine(instances, compute: dict):
+    return instances.instances[compute["id"].lower()]
+
+
+def jupyter(instances, compute: dict, ca_bundle: str) -> str:
+    """The instance's own Jupyter server (what the Azure ML gateway would front)."""
+    return f"https://127.0.0.1:{machine(instances, compute).port}"
+
+
+def write_through_mount(base: str, path: str, text: str, ca_bundle: str) -> None:
+    """Save a file with the instance's Jupyter, as JupyterLab does (page first: its _xsrf cookie)."""
+    session = requests.Session()  # verify= per request: REQUESTS_CA_BUNDLE would override session.verify
+    assert session.get(f"{base}/lab", verify=ca_bundle, timeout=30).status_code == 200
+    headers = {"X-XSRFToken": session.cookies["_xsrf"]}
+    body = {"type": "file", "format": "text", "content": text}
+    r = session.put(f"{base}/api/contents/{path}", json=body, headers=headers, verify=ca_bundle, timeout=30)
+    assert r.status_code in (200, 201), r.text
+
+
+def read_through_mount(base: str, path: str, ca_bundle: str) -> requests.Response:
+    return requests.get(f"{base}/api/contents/{path}", params={"content": "1"}, verify=ca_bundle, timeout=30)
+
+
+def share_client(emulator, share: str, ca_bundle: str, credential=None) -> ShareClient:
+    return ShareClient(
+        f"{emulator.endpoints['files']}/{STORAGE.name}",
+        share,
+        credential=credential or {"account_name": STORAGE.name, "account_key": STORAGE.key},
+        connection_verify=ca_bundle,
+        retry_total=0,
+    )
+
+
+def instance_config(hub, username: str, compute: str) -> requests.Response:
+    token = hub.user_token(username, scopes=[f"{BROKER_SCOPE}!user={username}"])
+    return hub.api("GET", f"/aml/instance-config?compute={compute}", token=token)
+
+
+def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, fast, emulator, instances, ca_bundle):
+    sign_in(hub, ALICE, ca_bundle)
+    spawn(hub, ALICE.username)  # profile "small" in ws-research
+    [research] = computes_of(fast, ALICE.username)
+    home = machine(instances, research).home
+    share = share_name(ALICE.username, ALICE.oid)
+    assert (home / "userfiles").is_symlink()
+    assert (home / "userfiles").resolve() == Path(fast.files_share_path(STORAGE.name, share)).resolve()
+    write_through_mount(jupyter(instances, research, ca_bundle), "userfiles/notes.txt", "written on research\n", ca_bundle)
+    # The mounted view and FileREST are the same bytes.
+    rest = share_client(emulator, share, ca_bundle).get_file_client("notes.txt").download_file().readall()
+    assert rest == b"written on research\n"
+
+    spawn(hub, ALICE.username, {"profile": "memory"}, server="big")  # ws-analytics
+    [analytics] = computes_of(fast, ALICE.username, "big")
+    assert "/workspaces/ws-analytics/" in analytics["id"]
+    r = read_through_mount(jupyter(instances, analytics, ca_bundle), "userfiles/notes.txt", ca_bundle)
+    assert r.status_code == 200 and r.json()["content"] == "written on research\n"
+    stop(hub, ALICE.username, "big")
+
+    stop(hub, ALICE.username)
+    spawn(hub, ALICE.username, {"profile": "small", "recreate": True})
+    [recreated] = computes_of(fast, ALICE.username)
+    assert recreated["name"] == research["name"] and recreated["properties"]["createdOn"] != research["properties"]["createdOn"]
+    assert not (machine(instances, recreated).home / "notes-from-old-disk").exists()
+    r = read_through_mount(jupyter(instances, recreated, ca_bundle), "userfiles/notes.txt", ca_bundle)
+    assert r.status_code == 200 and r.json()["content"] == "written on research\n"
+    stop(hub, ALICE.username)
+
+
+def test_share_is_created_once_with_quota_and_owner(hub, fast, emulator, ca_bundle):
+    props = share_client(emulator, share_name(ALICE.username, ALICE.oid), ca_bundle).get_share_properties()
+    assert props.quota == 10
+    assert props.metadata["owner_oid"] == ALICE.oid
+    shares = [s for s in fast.files_shares(STORAGE.name) if s["name"] == share_name(ALICE.username, ALICE.oid)]
+    assert len(shares) == 1  # three spawns above, one share
+
+
+def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_bundle):
+    sign_in(hub, BOB, ca_bundle)
+    spawn(hub, BOB.username)
+    [bobs] = computes_of(fast, BOB.username)
+    alice_share = share_name(ALICE.username, ALICE.oid)
+    bob_mount = (machine(instances, bobs).home / "userfiles").resolve()
+    assert bob_mount == Path(fast.files_share_path(STORAGE.name, share_name(BOB.username, BOB.oid))).resolve()
+    r = read_through_mount(jupyter(instances, bobs, ca_bundle), "userfiles/notes.txt", ca_bundle)
+    assert r.status_code == 404  # alice's file is not in bob's space
+
+    access = instance_config(hub, BOB.username, bobs["name"]).json()["userspace"]
+    assert access["mode"] == "sas" and access["share_url"].endswith("/" + share_name(BOB.username, BOB.oid))
+    with pytest.raises(ClientAuthenticationError):
+        share_client(emulator, alice_share, ca_bundle, credential=access["sas"]).get_file_client("notes.txt").download_file()
+    # ...and bob cannot ask for the configuration of alice's instance.
+    [alices] = computes_of(fast, ALICE.username)
+    assert instance_config(hub, BOB.username, alices["name"]).status_code == 404
+    stop(hub, BOB.username)
+
+
+def test_instance_token_exchange_refuses_what_is_not_an_instance_of_this_hub(hub, fast, ca_bundle):
+    url = f"{hub.url}/hub/api/aml/instance-token"
+    assert requests.post(url, json={}, timeout=30).status_code == 400
+    user_token = fast.mint_token(ALICE.username, "https://storage.azure.com/.default")
+    refused = requests.post(url, json={"identity_token": user_token}, timeout=30)
+    assert refused.status_code == 403  # a user's token is not an instance identity
+    assert "Instance identity refused" in refused.json()["message"]
+    forged = user_token.rsplit(".", 1)[0] + ".c2lnbmF0dXJl"
+    assert requests.post(url, json={"identity_token": forged}, timeout=30).status_code == 403
+
+
+def test_no_secret_in_instance_configuration_arguments_or_logs(hub, fast, emulator, instances, ca_bundle):
+    sign_in(hub, CAROL, ca_bundle)
+    spawn(hub, CAROL.username)
+    [compute] = computes_of(fast, CAROL.username)
+    access = instance_config(hub, CAROL.username, compute["name"]).json()["userspace"]
+    sas_sig = dict(p.split("=", 1) for p in access["sas"].split("&"))["sig"]
+    hub_token = json.loads((machine(instances, compute).home / ".aml-jupyterhub" / "hub-token.json").read_text())["token"]
+    secrets_ = [sas_sig, STORAGE.key, hub_token]
+
+    stored = json.dumps(fast.arm_compute(compute["name"]))
+    script = base64.b64decode(compute["properties"]["properties"]["setupScripts"]["scripts"]["startupScript"]["scriptData"]).decode()
+    m = machine(instances, compute)
+    arguments = " ".join(
+        Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        for pid in os.listdir("/proc") if pid.isdigit() and Path(f"/proc/{pid}/cmdline").exists()
+    )  # fmt: skip
+    logs = hub.logs() + "".join(p.read_text(errors="replace") for p in m.logs.iterdir())
+    assert "aml_jupyterhub.instance start" in script and "share" not in script.lower().replace("user's private share", "")
+    for secret in secrets_:
+        assert secret not in stored and secret not in script and secret not in arguments and secret not in logs
+    token_file = m.home / ".aml-jupyterhub" / "hub-token.json"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    stop(hub, CAROL.username)
+
+
+def test_storage_outage_during_spawn_is_clear_and_leaves_no_instance(hub, fast, ca_bundle):
+    sign_in(hub, CAROL, ca_bundle)
+    # Slow and failing, so the failure lands after the API's slow-spawn point: seen through progress.
+    fast.inject(service="files", status=503, error_code="ServerBusy", latency=1.5, count=100)
+    r = hub.api("POST", f"/users/{CAROL.username}/servers/outage", json={"user_options": {"profile": "memory"}})
+    assert r.status_code == 202, r.text
+    progress = hub.api("GET", f"/users/{CAROL.username}/servers/outage/progress", stream=True)
+    events = [line for line in progress.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    assert any("Preparing your private file share" in e for e in events)
+    assert '"failed": true' in events[-1] and "private file share could not be prepared" in events[-1]
+    assert STORAGE.name in events[-1] and "Traceback" not in "".join(events)
+    assert computes_of(fast, CAROL.username, "outage") == []
+    fast.clear_faults()
+    spawn(hub, CAROL.username, {"profile": "memory"}, server="outage")  # and works once storage is back
+    stop(hub, CAROL.username, "outage")
