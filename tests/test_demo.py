@@ -13,6 +13,13 @@ from support.hub import free_port, wait_for
 from support.signin import hub_sign_in
 
 
+def _ready(hub: str, session: requests.Session) -> bool:
+    progress = session.get(f"{hub}/hub/api/users/alice@contoso.example/server/progress", stream=True, timeout=120)
+    events = [line for line in progress.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    assert not any('"failed": true' in e for e in events), events
+    return any('"ready": true' in e for e in events)
+
+
 def test_demo_launcher_serves_a_hub_you_can_sign_in_to(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
@@ -39,6 +46,19 @@ def test_demo_launcher_serves_a_hub_you_can_sign_in_to(tmp_path):
         home = session.get(f"{hub}/hub/home", timeout=30)
         assert home.status_code == 200 and "alice@contoso.example" in home.text
         assert (tmp_path / "emulator" / "tls" / "ca.pem").exists()  # state kept for the next run
+
+        # Spawn from the options form and land in JupyterLab on alice's own emulated instance.
+        form = session.get(f"{hub}/hub/spawn", timeout=30)
+        assert 'value="small"' in form.text
+        spawned = session.post(f"{hub}/hub/spawn", data={"profile": "small", "_xsrf": session.cookies["_xsrf"]}, timeout=30)
+        assert spawned.status_code == 200  # the progress page (or the server, if already up)
+        wait_for(lambda: _ready(hub, session), 120, 0.5, "alice's instance")
+        lab = session.get(f"{hub}/user/alice@contoso.example/lab", allow_redirects=False, timeout=30)
+        assert lab.status_code == 302 and lab.headers["Location"].startswith("https://127.0.0.1:")
+        page = requests.get(lab.headers["Location"], verify=endpoints["ca_bundle"], timeout=30)
+        assert page.status_code == 200 and "JupyterLab" in page.text
+        contents = requests.get(lab.headers["Location"].replace("/lab", "/api/contents"), verify=endpoints["ca_bundle"], timeout=30)
+        assert "userfiles" in {item["name"] for item in contents.json()["content"]}
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)

@@ -22,7 +22,7 @@ from .config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
 from .server import EmulatorThread, endpoints_line
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_PORTS = {"authority": 8441, "graph": 8442, "arm": 8443, "files": 8444, "control": 8445}
+DEMO_PORTS = {"authority": 8441, "graph": 8442, "arm": 8443, "files": 8444, "control": 8445, "instances": 8446, "livy": 8447, "fabric": 8448}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    emulator = EmulatorThread(data_dir=workdir / "emulator", ports=None if args.any_ports else DEMO_PORTS)
+    emulator = EmulatorThread(
+        data_dir=workdir / "emulator", ports=None if args.any_ports else DEMO_PORTS, instance_runtime=True
+    )
     endpoints = emulator.start()
     endpoints_file = workdir / "endpoints.json"
     endpoints_file.write_text(endpoints_line(endpoints) + "\n")
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         "AML_CLIENT_ID": DEMO_CLIENT_ID,
         "AML_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "JUPYTERHUB_CRYPT_KEY": _secret_file(workdir / "crypt_key"),
+        # The emulated storage account's key: the hub's own credential for the users' shares.
+        "AML_USERSPACE_ACCOUNT_KEY": default_config().storage_accounts[0].key,
     }
     if shutil.which("configurable-http-proxy", path=path) is None:
         print("configurable-http-proxy not found: run `make demo` (it runs npm install)", file=sys.stderr)

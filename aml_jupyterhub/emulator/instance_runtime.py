@@ -40,7 +40,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .compute_model import SERVING, inner
+from .compute_model import SERVING, application_endpoints, inner
 from .tls import TLSFiles
 
 log = logging.getLogger("aml_jupyterhub.emulator.instances")
@@ -159,6 +159,21 @@ class InstanceRuntime:
         machine = self.instances.pop(resource["id"].lower(), None)
         if machine:
             shutil.rmtree(machine.root, ignore_errors=True)
+
+    def revive(self) -> None:
+        """After an emulator restart on its data dir: bring running instances' machines back up."""
+        for record in self.state.section("computes").values():
+            resource = record["resource"]
+            if inner(resource).get("state") in SERVING and not record.get("pending"):
+                asyncio.get_running_loop().create_task(self._revive(resource))
+
+    async def _revive(self, resource: dict[str, Any]) -> None:
+        try:
+            await self.bring_up(resource)
+        except StartupFailed as e:
+            log.warning("Instance %s did not come back after the restart: %s", resource["name"], e)
+        inner(resource)["applications"] = application_endpoints(self.state, resource)  # its new port
+        self.state.mark_dirty()
 
     async def stop_all(self) -> None:
         for machine in list(self.instances.values()):

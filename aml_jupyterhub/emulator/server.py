@@ -107,6 +107,8 @@ class Emulator:
             on_start: Callable[[EmulatorState], None] | None = getattr(_load(service), "on_start", None)
             if on_start:
                 on_start(self.state)
+        if self.state.instances is not None:
+            self.state.instances.revive()
         self._flusher = PeriodicCallback(self.state.flush, 500)
         self._flusher.start()
         return self.endpoints

@@ -8,9 +8,11 @@ endpoints come from the environment, set by ``python -m aml_jupyterhub.emulator.
 - JUPYTERHUB_CRYPT_KEY    encrypts auth_state (the user's tokens)
 - AML_DEMO_HOME           where the demo users' home directories go
 - AML_DEMO_HUB_PORT       the hub's public port (default 8000)
+- AML_USERSPACE_ACCOUNT_KEY  the emulated storage account's key (the hub's own credential for shares)
+- AML_DEMO_SPAWNER        "aml" (default) or "simple" (local processes)
 
-Sign-in is the delegated Entra ID authenticator; until the AML spawner lands,
-servers are JupyterHub's simple local processes.
+Sign-in is the delegated Entra ID authenticator; each server is the user's own
+compute instance, with their private share mounted at ~/userfiles.
 """
 
 import json
@@ -48,9 +50,9 @@ c.Authenticator.refresh_pre_spawn = True
 configure_token_broker(c)
 
 # -- servers ------------------------------------------------------------------------------
-# AML_DEMO_SPAWNER=aml: each user's own compute instance in the emulated Azure ML.
-# Default (until the emulated compute-instance runtime serves Jupyter): local processes.
-if os.environ.get("AML_DEMO_SPAWNER", "simple") == "aml":
+# Default: each user's own compute instance in the emulated Azure ML (the emulator runs each
+# instance's startup script and a real JupyterLab). AML_DEMO_SPAWNER=simple: local processes.
+if os.environ.get("AML_DEMO_SPAWNER", "aml") == "aml":
     directory = default_config()
     c.JupyterHub.spawner_class = "aml"
     c.JupyterHub.cleanup_servers = False  # instances outlive the hub process; a restart reconnects

@@ -73,6 +73,7 @@ class HubProcess:
             "AML_CLIENT_ID": DEMO_CLIENT_ID,
             "AML_CLIENT_SECRET": DEMO_CLIENT_SECRET,
             "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+            "AML_DEMO_SPAWNER": "simple",  # tests about sign-in need no compute instances
             **(env or {}),
         }
         self.proc: subprocess.Popen | None = None
