@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test setup system-deps bench duplicates clean
+.PHONY: demo test setup system-deps bench duplicates clean docs
 
 ## demo: start the local Azure emulator and JupyterHub on http://127.0.0.1:8000
 demo: setup
@@ -32,6 +32,10 @@ node_modules/.installed: package.json package-lock.json
 ## system-deps: Debian packages the tests need (installed when run as root)
 system-deps:
 	bash scripts/system-deps.sh
+
+## docs: regenerate docs/config-reference.md from the settings' help (a test checks it is current)
+docs: $(VENV)/.installed
+	$(BIN)/python -m aml_jupyterhub._config_reference
 
 bench: setup
 	@ls bench/*.py | xargs -n1 $(BIN)/python

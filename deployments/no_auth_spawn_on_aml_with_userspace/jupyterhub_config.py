@@ -1,0 +1,57 @@
+"""no_auth_spawn_on_aml plus each user's private file share on their compute instance.
+
+What it is for: trying the user space (one Azure File Share per user,
+mounted at ``~/userfiles`` on every instance the user starts) without Entra
+sign-in. Everything in ``../no_auth_spawn_on_aml/jupyterhub_config.py`` applies
+(dummy login: keep the hub on 127.0.0.1), and it is loaded first.
+
+The user space is configured on ``aml_jupyterhub.userspace.UserSpace``
+(docs/user-space.md; status: being implemented). Until that class exists,
+JupyterHub ignores its settings, so this file already loads.
+
+Not yet complete without Entra sign-in: the hub creates each user's share at
+spawn, but the API instances use to fetch their mount credential
+(``/hub/api/aml/instance-token``, ``instance-config``) is served by the
+``azuread-delegated`` authenticator, so with dummy login an instance cannot
+mount its share yet.
+
+What to set (environment; see deployments/env.template), besides the
+no_auth_spawn_on_aml variables:
+
+- AML_USERSPACE_ACCOUNT_URL: https://<account>.file.core.windows.net
+- AML_USERSPACE_ACCOUNT_KEY: the storage account key; held by the hub only,
+  to create shares and sign share-scoped SAS (never sent to an instance)
+- AML_INSTANCE_HUB_URL: the hub's API URL as compute instances reach it
+  (https://<hub>/hub/api; reachable from the workspace's network)
+- optional: AML_USERSPACE_QUOTA_GIB (default 100), AML_USERSPACE_MOUNT_PATH
+  (default ~/userfiles)
+"""
+
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+
+def required(name):
+    """A setting the deployment cannot do without (fail at startup, naming it)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SystemExit(f"{name} is not set (see deployments/env.template)")
+    return value
+
+
+def optional(name, default=""):
+    """A setting with a default; an empty variable counts as unset."""
+    return os.environ.get(name, "").strip() or default
+
+
+load_subconfig(str(Path(__file__).resolve().parent.parent / "no_auth_spawn_on_aml" / "jupyterhub_config.py"))  # noqa: F821
+
+# -- the user space: one private Azure File Share per user ------------------------------
+c.UserSpace.account_url = required("AML_USERSPACE_ACCOUNT_URL")
+c.UserSpace.account_key = required("AML_USERSPACE_ACCOUNT_KEY")
+c.UserSpace.quota_gib = int(optional("AML_USERSPACE_QUOTA_GIB", "100"))
+c.UserSpace.mount_path = optional("AML_USERSPACE_MOUNT_PATH", "~/userfiles")
+c.UserSpace.ca_bundle = optional("AML_CA_BUNDLE")  # empty: the system's CA store
+c.AMLSpawner.instance_hub_url = required("AML_INSTANCE_HUB_URL")
