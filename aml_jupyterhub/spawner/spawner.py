@@ -190,6 +190,10 @@ class AMLSpawner(Spawner):
         if current is not None and current.state in ("Running", "JobRunning"):
             await self._writer(workspace).begin_stop(self.compute_name)
             reflector.poke()
+        elif current is not None and current.state in _STARTING:
+            # Cancelled or timed out mid-start: Azure only stops a Running instance, so stop it once it is.
+            self._stop_once_running(workspace, reflector, self._writer(workspace), self.compute_name)
+            return
         if not now:
             try:
                 await reflector.wait_for(self.compute_name, _at_rest, self.stop_wait_seconds)
@@ -226,6 +230,21 @@ class AMLSpawner(Spawner):
                 return
             self._events_changed.clear()
             await self._events_changed.wait()
+
+    def _stop_once_running(self, workspace: Workspace, reflector: WorkspaceReflector, writer: ComputeWriter, name: str) -> None:
+        async def stop_later() -> None:
+            try:
+                snapshot = await reflector.wait_for(name, lambda s: s is None or s.state not in _STARTING, self.start_timeout)
+                if snapshot is not None and snapshot.state in ("Running", "JobRunning"):
+                    await writer.begin_stop(name)
+                    reflector.poke()
+                    self.log.info("Stopped %s, whose start was cancelled", name)
+            except Exception as e:  # noqa: BLE001 - the reconciler is the safety net
+                self.log.warning("Could not stop %s after a cancelled start (%s); the reconciler will", name, e)
+
+        task = asyncio.get_running_loop().create_task(stop_later())
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     # -- state that survives the hub ------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -451,6 +470,7 @@ class AMLSpawner(Spawner):
         return options
 
 
+_BACKGROUND: set[asyncio.Task] = set()  # cleanups that outlive their spawner call
 _STARTING = frozenset({"Creating", "SettingUp", "UserSettingUp", "Starting", "Restarting", "Unknown"})
 _PROGRESS = {"Creating": 20, "SettingUp": 70, "UserSettingUp": 75, "Starting": 50, "Restarting": 50, "Stopping": 10, "Stopped": 15}
 
