@@ -24,6 +24,7 @@ def hub(emulator, tmp_path_factory):
     endpoints_file = workdir / "endpoints.json"
     endpoints_file.write_text(endpoints_line(emulator.endpoints))
     extra = """
+    c.AMLSpawner.hub_id = "faults"  # its instances are told apart from other modules' hubs
     c.AMLSpawner.patience_seconds = 1
     c.AMLSpawner.stop_wait_seconds = 30
     c.AMLSpawner.reconcile_interval_seconds = 0  # clean-ups here are the spawner's own

@@ -64,7 +64,11 @@ def stop(hub, username: str, server: str = "") -> None:
 
 
 def my_compute(control, username: str) -> dict:
-    computes = [c for c in control.arm_computes() if c["tags"].get("aml-jupyterhub-user") == username]
+    computes = [
+        c for c in control.arm_computes()
+        if c["tags"].get("aml-jupyterhub-user") == username and c["tags"].get("aml-jupyterhub-hub") == "demo"
+        and c["tags"].get("aml-jupyterhub-server") == ""
+    ]  # fmt: skip
     assert len(computes) == 1, computes
     return computes[0]
 
@@ -134,7 +138,7 @@ def test_named_servers_get_distinct_instances(hub, fast, ca_bundle):
     signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username)
     spawn(hub, CAROL.username, {"profile": "memory"}, server="big")
-    computes = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username]
+    computes = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username and c["tags"].get("aml-jupyterhub-hub") == "demo"]
     assert len(computes) == 2
     assert {c["tags"]["aml-jupyterhub-server"] for c in computes} == {"", "big"}
     assert {c["id"].split("/workspaces/")[1].split("/")[0] for c in computes} == {"ws-research", "ws-analytics"}
@@ -178,7 +182,7 @@ def test_create_failure_is_explained(hub, fast, ca_bundle):
 def test_running_servers_survive_a_hub_restart(hub, fast, ca_bundle):
     session = signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username)
-    name = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username and c["tags"]["aml-jupyterhub-server"] == ""][0]["name"]
+    name = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username and c["tags"]["aml-jupyterhub-server"] == "" and c["tags"].get("aml-jupyterhub-hub") == "demo"][0]["name"]
     hub.restart()
     assert server_ready(hub, CAROL.username) is not None
     r = session.get(f"{hub.url}/user/{CAROL.username}/lab", allow_redirects=False, timeout=30)

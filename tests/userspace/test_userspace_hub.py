@@ -40,6 +40,7 @@ def hub(emulator, instances, tmp_path_factory):
     endpoints_file = workdir / "endpoints.json"
     endpoints_file.write_text(endpoints_line(emulator.endpoints))
     extra = """
+    c.AMLSpawner.hub_id = "userspace"  # its instances are told apart from other modules' hubs
     c.AMLSpawner.stop_wait_seconds = 30
     c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}
     c.AMLSpawner.reconcile_interval_seconds = 0
@@ -86,6 +87,7 @@ def computes_of(control, username: str, server: str = "") -> list[dict]:
     return [
         c for c in control.arm_computes()
         if c["tags"].get("aml-jupyterhub-user") == username and c["tags"].get("aml-jupyterhub-server") == server
+        and c["tags"].get("aml-jupyterhub-hub") == "userspace"
     ]  # fmt: skip
 
 
