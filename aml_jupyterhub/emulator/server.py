@@ -50,6 +50,7 @@ SERVICES: tuple[Service, ...] = (
     Service("arm", "arm"),
     Service("files", "files"),
     Service("instances", "instances"),
+    Service("databricks", "databricks"),
     Service("control", "control"),
 )
 

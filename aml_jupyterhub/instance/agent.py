@@ -3,7 +3,9 @@
 1. trade the instance's managed identity for the user's hub token (``hub_token``);
 2. ask the hub what to set up (``GET <hub api>/aml/instance-config?compute=<CI_NAME>``);
 3. mount the user's share (``mount``);
-4. write the Spark kernels' configuration into the user space and install the kernels.
+4. write the Spark kernels' configuration into the user space and install the kernels;
+5. write the admin's settings for the user's code, and copy the example notebooks
+   into the user space (once: the user's edits are kept).
 
 Each step logs what it did, never a credential; any failure exits non-zero
 with a one-line reason, which Azure shows as the instance's setup error.
@@ -11,14 +13,16 @@ with a one-line reason, which Azure shows as the instance's setup error.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from .hub_token import InstanceHubToken
+from .hub_token import InstanceHubToken, state_dir
 from .mount import mount, mount_point
 
 log = logging.getLogger("aml_jupyterhub.instance")
@@ -57,8 +61,24 @@ def start(hub_api_url: str, audience: str) -> None:
     space = config.get("userspace")
     if space:
         log.info("user space %s mounted at %s", space["share_url"].rsplit("/", 1)[-1], mount(space))
+    base = mount_point(space) if space else Path.home()
     if config.get("spark"):
-        base = mount_point(space) if space else Path.home()
         conf_dir = base / ".sparkmagic" / compute
         configure_spark(config["spark"], conf_dir)
         log.info("Spark kernels configured (%s)", conf_dir)
+    (state_dir() / "settings.json").write_text(json.dumps(config.get("settings") or {}))
+    copied = copy_examples(base / "examples")
+    if copied:
+        log.info("example notebooks copied: %s", ", ".join(copied))
+
+
+def copy_examples(target: Path) -> list[str]:
+    """Copy the shipped example notebooks that are not in ``target`` yet."""
+    source = Path(__file__).resolve().parent.parent / "examples"
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for notebook in sorted(source.glob("*.ipynb")):
+        if not (target / notebook.name).exists():
+            shutil.copyfile(notebook, target / notebook.name)
+            copied.append(notebook.name)
+    return copied

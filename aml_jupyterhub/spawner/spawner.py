@@ -124,6 +124,11 @@ class AMLSpawner(Spawner):
         timeout_seconds, session_name_prefix, spark_conf, py_files, ... A profile's own `spark` dict is merged
         over this. Empty: no Spark kernels are configured.""",
     )
+    instance_settings = Dict(
+        config=True,
+        help="""Non-secret settings for the user's code on every instance (e.g. {"DATABRICKS_HOST": "https://adb-....azuredatabricks.net"}),
+        written to ~/.aml-jupyterhub/settings.json on each start; read them with aml_jupyterhub.instance.settings().""",
+    )
     reconcile_interval_seconds = Float(
         300.0,
         config=True,
@@ -337,7 +342,13 @@ class AMLSpawner(Spawner):
         """The user space's share with a fresh share-scoped credential, and the Spark kernels' settings."""
         space = UserSpace(parent=self)
         access = share_access(space, self.share).as_json() if space.enabled and self.share else None
-        return {"user": self.user.name, "compute": self.compute_name, "userspace": access, "spark": await self._spark_config()}
+        return {
+            "user": self.user.name,
+            "compute": self.compute_name,
+            "userspace": access,
+            "spark": await self._spark_config(),
+            "settings": dict(self.instance_settings),
+        }
 
     async def _prepare_user_space(self, owner: Owner) -> None:
         space = UserSpace(parent=self)

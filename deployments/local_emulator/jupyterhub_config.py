@@ -80,6 +80,8 @@ if os.environ.get("AML_DEMO_SPAWNER", "aml") == "aml":
         {"key": "gpu", "display_name": "GPU (NC6s v3)", "workspace": "ws-research",
          "vm_size": "Standard_NC6s_v3", "groups": ["spark-users"], "description": "Needs GPU quota."},
     ]
+    # Settings for the example notebooks' code on every instance (not secrets).
+    c.AMLSpawner.instance_settings = {"DATABRICKS_HOST": endpoints["databricks"]}
     # The private user space: one share per user in the emulated storage account. The key stays in
     # the hub; instances get a share-scoped SAS through the instance API (docs/user-space.md).
     if os.environ.get("AML_USERSPACE_ACCOUNT_KEY"):

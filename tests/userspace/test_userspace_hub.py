@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,41 @@ def test_storage_outage_during_spawn_is_clear_and_leaves_no_instance(hub, fast, 
     fast.clear_faults()
     spawn(hub, CAROL.username, {"profile": "memory"}, server="outage")  # and works once storage is back
     stop(hub, CAROL.username, "outage")
+
+
+def run_on_instance(instances, compute: dict, notebook: Path) -> dict:
+    """Execute a notebook as the instance's user would: the instance's environment, home and identity."""
+    m = machine(instances, compute)
+    out = m.root / f"executed-{notebook.name}"
+    subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output", str(out), str(notebook)],
+        env=instances.environment(m), cwd=m.home, check=True, timeout=180, capture_output=True,
+    )  # fmt: skip
+    return json.loads(out.read_text())
+
+
+def outputs(notebook: dict) -> str:
+    return "".join(
+        "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+        for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])
+    )  # fmt: skip
+
+
+def test_example_notebooks_are_in_the_user_space_and_run(hub, fast, emulator, instances, ca_bundle):
+    sign_in(hub, BOB, ca_bundle)
+    spawn(hub, BOB.username, server="examples")
+    [compute] = computes_of(fast, BOB.username, "examples")
+    examples = machine(instances, compute).home / "userfiles" / "examples"
+    assert sorted(p.name for p in examples.glob("*.ipynb")) == ["01-user-space.ipynb", "02-databricks-job.ipynb", "03-spark.ipynb"]
+
+    space = outputs(run_on_instance(instances, compute, examples / "01-user-space.ipynb"))
+    assert "mounted: True" in space
+    written = share_client(emulator, share_name(BOB.username, BOB.oid), ca_bundle).get_file_client("hello-from-an-instance.txt")
+    assert written.download_file().readall().startswith(b"written ")
+
+    since = fast.mark()
+    job = outputs(run_on_instance(instances, compute, examples / "02-databricks-job.ipynb"))
+    assert "'result_state': 'SUCCESS'" in job and f"triggered by {BOB.username}" in job
+    runs = [r for r in fast.requests(since=since, service="databricks") if r["route"].endswith("RunNow")]
+    assert [r["status"] for r in runs] == [200]
+    stop(hub, BOB.username, "examples")
