@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .handlers import BROKER_SCOPE, BrokerAPIHandler
-from .id_token import IdTokenError, validate_instance_identity
+from .id_token import IdTokenError, OpenIdConfiguration, validate_instance_identity
 
 INSTANCE_TOKEN_SECONDS = 3600
 
@@ -36,18 +37,29 @@ def spawner_for_compute(db, compute_id: str) -> orm.Spawner | None:
     return None
 
 
+@dataclass(frozen=True)
+class HubApp:
+    """Whom instance identity tokens must be for: the hub's Entra app, and its tenant's signing keys."""
+
+    oidc: OpenIdConfiguration
+    client_id: str
+
+
 class InstanceTokenHandler(APIHandler):
+    def initialize(self, hub_app: HubApp | None = None) -> None:
+        self.hub_app = hub_app
+
     async def post(self) -> None:
-        authenticator = self.authenticator
+        hub_app = self.hub_app or HubApp(self.authenticator._oidc, self.authenticator.client_id)
         try:
             identity_token = json.loads(self.request.body or b"{}").get("identity_token", "")
         except ValueError:
             identity_token = ""
         if not identity_token:
             raise web.HTTPError(400, "Send {\"identity_token\": <the instance's managed-identity token for this hub's app>}.")
-        audiences = {authenticator.client_id, f"api://{authenticator.client_id}"}
+        audiences = {hub_app.client_id, f"api://{hub_app.client_id}"}
         try:
-            claims = await validate_instance_identity(identity_token, authenticator._oidc, audiences)
+            claims = await validate_instance_identity(identity_token, hub_app.oidc, audiences)
         except IdTokenError as e:
             raise web.HTTPError(403, f"Instance identity refused: {e}") from None
         orm_spawner = spawner_for_compute(self.db, claims["xms_mirid"])
@@ -80,5 +92,22 @@ class InstanceConfigHandler(BrokerAPIHandler):
         self.send_secret_json(await spawner.instance_config())
 
 
-def instance_handlers() -> list:
-    return [(r"/api/aml/instance-token", InstanceTokenHandler), (r"/api/aml/instance-config", InstanceConfigHandler)]
+def instance_handlers(hub_app: HubApp | None = None) -> list:
+    return [
+        (r"/api/aml/instance-token", InstanceTokenHandler, {"hub_app": hub_app}),
+        (r"/api/aml/instance-config", InstanceConfigHandler),
+    ]
+
+
+def configure_instance_api(c, *, tenant_id: str, client_id: str, authority_host: str = "https://login.microsoftonline.com", ca_certs: str | None = None) -> None:
+    """The instance API for hubs that do not sign in with ``azuread-delegated`` (which brings it itself).
+
+    ``client_id`` is the hub's Entra app: instances get managed-identity tokens for it.
+    Also grants the broker scope (:func:`configure_token_broker`), which instance tokens carry.
+    """
+    from .handlers import configure_token_broker
+
+    oidc = OpenIdConfiguration(f"{authority_host}/{tenant_id}/v2.0/.well-known/openid-configuration", ca_certs)
+    c.JupyterHub.extra_handlers = [*list(c.JupyterHub.get("extra_handlers", [])), *instance_handlers(HubApp(oidc, client_id))]
+    c.AMLSpawner.instance_audience = f"api://{client_id}"
+    configure_token_broker(c)

@@ -117,6 +117,12 @@ class AMLSpawner(Spawner):
         instance (`pip install aml-jupyterhub`). Runs as root; must contain no secret (the workspace's
         members can read the instance's configuration).""",
     )
+    instance_audience = Unicode(
+        "",
+        config=True,
+        help="""The hub's Entra app as instances ask their managed identity for it (api://<client id>).
+        Empty: the azuread-delegated authenticator's client id. Set by configure_instance_api().""",
+    )
     instance_python = Unicode("python3", config=True, help="The Python on the instance that runs the aml-jupyterhub agent.")
     spark = Dict(
         config=True,
@@ -374,6 +380,8 @@ class AMLSpawner(Spawner):
 
     def _hub_audience(self) -> str:
         """The hub's Entra app: what an instance's managed-identity token must be for."""
+        if self.instance_audience:
+            return self.instance_audience
         return f"api://{getattr(self.authenticator, 'client_id', '') or 'aml-jupyterhub'}"
 
     # -- helpers ------------------------------------------------------------------------------------

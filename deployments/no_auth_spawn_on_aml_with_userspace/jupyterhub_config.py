@@ -6,14 +6,11 @@ sign-in. Everything in ``../no_auth_spawn_on_aml/jupyterhub_config.py`` applies
 (dummy login: keep the hub on 127.0.0.1), and it is loaded first.
 
 The user space is configured on ``aml_jupyterhub.userspace.UserSpace``
-(docs/user-space.md; status: being implemented). Until that class exists,
-JupyterHub ignores its settings, so this file already loads.
-
-Not yet complete without Entra sign-in: the hub creates each user's share at
-spawn, but the API instances use to fetch their mount credential
-(``/hub/api/aml/instance-token``, ``instance-config``) is served by the
-``azuread-delegated`` authenticator, so with dummy login an instance cannot
-mount its share yet.
+(docs/user-space.md). Without Entra sign-in, ``configure_instance_api`` serves
+the API instances use to fetch their mount credential
+(``/hub/api/aml/instance-token``, ``instance-config``): instances prove who
+they are with their managed identity, for the service principal's app
+(``AML_SP_CLIENT_ID``) as the hub's app.
 
 What to set (environment; see deployments/env.template), besides the
 no_auth_spawn_on_aml variables:
@@ -55,3 +52,13 @@ c.UserSpace.quota_gib = int(optional("AML_USERSPACE_QUOTA_GIB", "100"))
 c.UserSpace.mount_path = optional("AML_USERSPACE_MOUNT_PATH", "~/userfiles")
 c.UserSpace.ca_bundle = optional("AML_CA_BUNDLE")  # empty: the system's CA store
 c.AMLSpawner.instance_hub_url = required("AML_INSTANCE_HUB_URL")
+
+from aml_jupyterhub.auth.instance_handlers import configure_instance_api  # noqa: E402
+
+configure_instance_api(
+    c,
+    tenant_id=required("AML_SP_TENANT_ID"),
+    client_id=required("AML_SP_CLIENT_ID"),
+    authority_host=optional("AML_SP_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+    ca_certs=optional("AML_CA_BUNDLE") or None,
+)

@@ -4,6 +4,7 @@ that run their startup script and a real Jupyter server."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
 from azure.storage.fileshare import ShareClient
 
 from aml_jupyterhub.auth.handlers import BROKER_SCOPE
@@ -48,6 +49,9 @@ def hub(emulator, instances, tmp_path_factory):
     c.AMLSpawner.reconcile_interval_seconds = 0
     c.JupyterHub.named_server_limit_per_user = 0
     """
+    for user in (ALICE, BOB, CAROL):  # a clean slate: other modules' hubs may have made these users' shares
+        with contextlib.suppress(ResourceNotFoundError):
+            share_client(emulator, share_name(user.username, user.oid), emulator.endpoints["ca_bundle"]).delete_share()
     env = {"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5", "AML_USERSPACE_ACCOUNT_KEY": STORAGE.key}
     hub = HubProcess(workdir, endpoints_file, extra_config=extra, env=env)
     hub.start()
