@@ -19,7 +19,8 @@ test: setup system-deps
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# system-deps first: gssapi (sparkmagic's Kerberos support) builds against libkrb5-dev.
+$(VENV)/.installed: setup.cfg pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

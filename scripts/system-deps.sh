@@ -6,6 +6,10 @@ list="$(dirname "$0")/debian-packages.txt"
 missing=()
 while read -r pkg; do
   [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+  if [[ "$pkg" == *:* ]]; then  # "command:package": skip when the command is already there (e.g. another JRE)
+    command -v "${pkg%%:*}" >/dev/null 2>&1 && continue
+    pkg="${pkg#*:}"
+  fi
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done < "$list"
 [[ ${#missing[@]} -eq 0 ]] && exit 0

@@ -6,4 +6,5 @@ pytest_plugins = [
     "support.arm_fixtures",
     "support.files_fixtures",
     "support.postgres_fixtures",
+    "support.spark_fixtures",
 ]

@@ -181,3 +181,17 @@ class EmulatorControl:
         """Remove a storage role assignment (account-wide, or on one share)."""
         params = {"share": share} if share else None
         return self._call("DELETE", f"/files/accounts/{account}/roles/{principal}", params=params)["assignments"]
+
+    # -- livy (Apache Livy and Fabric Livy) --
+
+    def livy_sessions(self, flavour: str | None = None) -> list[dict[str, Any]]:
+        """Every emulated Livy session (``flavour`` "apache" or "fabric" to filter)."""
+        sessions = self._call("GET", "/livy/sessions")["sessions"]
+        return [s for s in sessions if flavour is None or s["flavour"] == flavour]
+
+    def livy_settings(self, **changes: Any) -> dict[str, Any]:
+        """Change Livy settings (``fabric_idle_seconds``, ``fabric_acquire_polls``, ``basic_username``/``basic_password``)."""
+        return self._call("PATCH", "/livy/settings", json=changes) if changes else self._call("GET", "/livy/settings")
+
+    def livy_reset_settings(self) -> dict[str, Any]:
+        return self._call("DELETE", "/livy/settings")

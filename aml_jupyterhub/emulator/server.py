@@ -51,6 +51,8 @@ SERVICES: tuple[Service, ...] = (
     Service("files", "files"),
     Service("instances", "instances"),
     Service("databricks", "databricks"),
+    Service("livy", "livy"),
+    Service("fabric", "fabric"),
     Service("control", "control"),
 )
 
