@@ -63,10 +63,11 @@ class TokenBrokerClient:
         self._cache: dict[str, AccessToken] = {}
         self._lock = threading.Lock()
 
-    def get_token(self, resource: str) -> AccessToken:
+    def get_token(self, resource: str, force_refresh: bool = False) -> AccessToken:
+        """``force_refresh``: skip the cache (the resource refused a token that looked valid)."""
         with self._lock:
             cached = self._cache.get(resource)
-            if cached and cached.expires_on - self.margin > time.time():
+            if cached and not force_refresh and cached.expires_on - self.margin > time.time():
                 return cached
             token = self._fetch(resource)
             self._cache[resource] = token
@@ -92,12 +93,12 @@ class TokenBrokerClient:
 _default_client: TokenBrokerClient | None = None
 
 
-def get_token(resource: str) -> AccessToken:
+def get_token(resource: str, force_refresh: bool = False) -> AccessToken:
     """A fresh delegated token for ``resource`` (e.g. "fabric", "storage", "databricks")."""
     global _default_client
     if _default_client is None:
         _default_client = TokenBrokerClient()
-    return _default_client.get_token(resource)
+    return _default_client.get_token(resource, force_refresh)
 
 
 class HubTokenCredential:

@@ -80,6 +80,18 @@ if os.environ.get("AML_DEMO_SPAWNER", "aml") == "aml":
         {"key": "gpu", "display_name": "GPU (NC6s v3)", "workspace": "ws-research",
          "vm_size": "Standard_NC6s_v3", "groups": ["spark-users"], "description": "Needs GPU quota."},
     ]
+    # Spark kernels: Fabric's Livy API (emulated) with the user's own token; Apache Livy on "memory".
+    fabric_lakehouse = "v1/workspaces/5b0e4f0c-3a51-4c1e-9d4f-2f4b8a0c6d11/lakehouses/9e3c1d27-6f0a-4b8e-a5d2-7c1b0e4f3a99"
+    c.AMLSpawner.spark = {
+        "backend": "fabric",
+        "endpoint": f"{endpoints['fabric']}/{fabric_lakehouse}/livyapi/versions/2023-12-01",
+        "timeout_seconds": 60,
+        "session_name_prefix": "demo",
+        "spark_conf": {"spark.fabric.environmentDetails": '{"id": "0c4e2b1a-demo-environment"}'},
+    }
+    for profile in c.AMLSpawner.profiles:
+        if profile["key"] == "memory":
+            profile["spark"] = {"backend": "apache", "endpoint": endpoints["livy"], "spark_conf": {}}
     # Settings for the example notebooks' code on every instance (not secrets).
     c.AMLSpawner.instance_settings = {"DATABRICKS_HOST": endpoints["databricks"]}
     # The private user space: one share per user in the emulated storage account. The key stays in

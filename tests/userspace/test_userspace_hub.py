@@ -250,10 +250,13 @@ def run_on_instance(instances, compute: dict, notebook: Path) -> dict:
     """Execute a notebook as the instance's user would: the instance's environment, home and identity."""
     m = machine(instances, compute)
     out = m.root / f"executed-{notebook.name}"
-    subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--output", str(out), str(notebook)],
-        env=instances.environment(m), cwd=m.home, check=True, timeout=180, capture_output=True,
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=120",
+         "--output", str(out), str(notebook)],
+        env=instances.environment(m), cwd=m.home, timeout=300, capture_output=True, text=True,
     )  # fmt: skip
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in (m.home / ".sparkmagic" / "logs").glob("*")) if (m.home / ".sparkmagic" / "logs").exists() else ""
+    assert done.returncode == 0, done.stderr[-5000:] + "\n--- sparkmagic logs ---\n" + logs
     return json.loads(out.read_text())
 
 
@@ -282,3 +285,24 @@ def test_example_notebooks_are_in_the_user_space_and_run(hub, fast, emulator, in
     runs = [r for r in fast.requests(since=since, service="databricks") if r["route"].endswith("RunNow")]
     assert [r["status"] for r in runs] == [200]
     stop(hub, BOB.username, "examples")
+
+
+def test_spark_kernels_are_configured_on_the_instance_and_run_the_example(hub, fast, emulator, instances, ca_bundle, warm_spark):
+    sign_in(hub, CAROL, ca_bundle)
+    spawn(hub, CAROL.username, server="spark")  # profile "small": Fabric
+    [compute] = computes_of(fast, CAROL.username, "spark")
+    home = machine(instances, compute).home
+    config = (home / ".sparkmagic" / "config.json").resolve()
+    assert config.is_relative_to((home / "userfiles").resolve())  # kept in the user space
+    assert "/livyapi/versions/2023-12-01" in json.loads(config.read_text())["kernel_python_credentials"]["url"]
+    assert (home / ".local" / "share" / "jupyter" / "kernels" / "pysparkkernel" / "kernel.json").exists()
+
+    since = fast.mark()
+    executed = run_on_instance(instances, compute, home / "userfiles" / "examples" / "03-spark.ipynb")
+    result = outputs(executed)
+    assert "500500" in result and "the answer is 42" in result, json.dumps([c.get("outputs") for c in executed["cells"]])[:6000]
+    fabric = fast.requests(since=since, service="fabric")
+    assert all(r["principal"] == CAROL.username for r in fabric)  # the user's own token, on every request
+    assert [r["status"] for r in fabric if r["method"] == "POST" and r["path"].endswith("/sessions")] == [202]
+    assert [r["status"] for r in fabric if r["method"] == "DELETE"] == [200]  # the kernel's shutdown ended it
+    stop(hub, CAROL.username, "spark")
