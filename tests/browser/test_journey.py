@@ -27,6 +27,7 @@ from support.browser import (
 from support.hub import wait_for
 
 PASSWORDS = {u.username: u.password for u in default_config().users}
+SPARK_TIMEOUT_MS = 240_000  # the first cell starts a Spark session (a local Spark shared by both users)
 PROFILES = ["small", "memory", "gpu"]  # deployments/local_emulator/jupyterhub_config.py; gpu is for spark-users
 
 # Every line the progress page adds to its event log, reported to the test as the page shows it.
@@ -127,7 +128,7 @@ async def journey(browser: Browser, demo: DemoLauncher, user: str, profile: str,
         output = await run_cell(page, "print(6*7)")
         assert output == "42", output
         await shots.take(page, "python-cell")
-        # The Spark step goes here once the Spark kernels land: await spark_step(page, shots).
+        await spark_step(page, shots)  # alice's "memory" profile: Apache Livy; bob's "small": Fabric
 
         # 6. Stop the server from the hub's home page; the hub and Azure agree it is stopped.
         await page.goto(f"{hub}/hub/home", timeout=HUB_TIMEOUT_MS)
@@ -155,12 +156,13 @@ async def journey(browser: Browser, demo: DemoLauncher, user: str, profile: str,
 
 
 async def spark_step(page: Page, shots: Shots) -> None:
-    """(To come, issue #7) Run a Spark cell in a Spark kernel on the instance and read its answer.
-
-    Will open a notebook with the Livy (or Fabric) Spark kernel the instance is set up with and
-    use ``run_cell(page, code)``; not part of the journey until the Spark kernels are finished.
-    """
-    raise NotImplementedError("the Spark kernels are not finished yet")
+    """A PySpark notebook runs a cell on the remote Spark (Livy or Fabric, per profile) and shows its answer."""
+    await page.locator('[data-command="launcher:create"]').first.click()
+    await page.locator('.jp-LauncherCard[data-category="Notebook"]').filter(has_text="PySpark").first.click()
+    await expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    output = await run_cell(page, 'spark.range(1, 1001).selectExpr("sum(id) AS total").collect()[0]["total"]', SPARK_TIMEOUT_MS)
+    assert "500500" in output, output
+    await shots.take(page, "spark-cell")
 
 
 async def outsider_is_refused(browser: Browser, demo: DemoLauncher) -> None:

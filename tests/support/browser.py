@@ -192,7 +192,15 @@ async def run_cell(page: Page, code: str, timeout_ms: int = CELL_TIMEOUT_MS) -> 
     await editor.fill(code)
     await expect(editor).to_have_text(code, timeout=timeout_ms)
     await page.keyboard.press("Shift+Enter")
-    await expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]:"), timeout=timeout_ms)
+    prompt = cell.locator(".jp-InputPrompt")
+    try:  # queued ([*]) or done ([n]) within seconds
+        await expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]:"), timeout=15_000)
+    except AssertionError:
+        # A kernel that has just said "Idle" may still drop the first request (seen with sparkmagic's
+        # wrapper kernels): ask once more, with the toolbar's run button on this cell.
+        await cell.locator(".jp-InputPrompt").click()
+        await panel.locator('[data-command="notebook:run-cell"]').first.click()
+    await expect(prompt).to_have_text(re.compile(r"\[\d+\]:"), timeout=timeout_ms)
     output = cell.locator(".jp-OutputArea-output")
     await expect(output.first).to_be_visible(timeout=timeout_ms)
     return "\n".join(await output.all_inner_texts()).strip()
