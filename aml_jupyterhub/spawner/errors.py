@@ -70,3 +70,10 @@ class NameCollision(ComputeError):
 class BadRequest(ComputeError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"Azure rejected the request: {detail}")
+
+
+class BadSettings(ComputeError):
+    """The admin's configuration for this server is invalid (found before anything is created)."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(f"The {what} settings for this server are invalid ({detail}); ask your administrator.")

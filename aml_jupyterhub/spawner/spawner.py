@@ -182,6 +182,7 @@ class AMLSpawner(Spawner):
         self.workspace_key, self.profile_key = workspace.key, choice.profile.key
         self.compute_id = f"{workspace.arm_id}/computes/{self.compute_name}"
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
+        await self._spark_config()  # invalid Spark settings fail here, not in the instance's startup
         await self._prepare_user_space(owner)  # before touching the instance: a storage outage changes nothing
         reflector = self._reflector(workspace)
         current = await self._read(workspace)
@@ -371,9 +372,12 @@ class AMLSpawner(Spawner):
         raw = {**self.spark, **dict((profile.spark if profile else None) or {})}
         if not raw:
             return None
-        from ..spark import parse_spark_settings, sparkmagic_config
+        from ..spark import SparkConfigError, parse_spark_settings, sparkmagic_config
 
-        return sparkmagic_config(parse_spark_settings(raw))
+        try:
+            return sparkmagic_config(parse_spark_settings(raw))
+        except SparkConfigError as e:
+            raise errors.BadSettings("Spark", str(e)) from None
 
     def _instance_hub_url(self) -> str:
         return self.instance_hub_url or self.hub.api_url

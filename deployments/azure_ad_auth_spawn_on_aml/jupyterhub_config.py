@@ -6,10 +6,9 @@
 - Servers: ``AMLSpawner`` with the user's delegated ARM token, so Azure RBAC
   decides what each user may do (docs/rbac.md); named servers allowed.
 - User space: each user's private file share on every instance (docs/user-space.md;
-  configured on ``aml_jupyterhub.userspace.UserSpace``, being implemented: until it
-  exists JupyterHub ignores those settings).
+  ``c.UserSpace``); instances fetch a share-scoped SAS through the instance API.
 - Spark: ``c.AMLSpawner.spark`` when AML_SPARK_BACKEND is set (Livy or Fabric
-  kernels; being implemented, ignored until the trait exists).
+  kernels, docs/spark.md).
 - Optional: the hub database on Azure Database for PostgreSQL with Entra tokens
   (AML_HUB_DB_URL, docs/hub-database.md), TLS on the hub itself.
 

@@ -30,6 +30,10 @@ def hub(emulator, tmp_path_factory):
     c.AMLSpawner.reconcile_interval_seconds = 0  # clean-ups here are the spawner's own
     c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.5}
     c.JupyterHub.named_server_limit_per_user = 0
+    c.AMLSpawner.profiles = [*c.AMLSpawner.profiles, {
+        "key": "badspark", "display_name": "Bad Spark", "workspace": "ws-research", "vm_size": "Standard_DS3_v2",
+        "spark": {"backend": "fabric", "endpoint": "http://fabric.example/v1/workspaces/w/lakehouses/l/livyapi/versions/2023-12-01"},
+    }]
     """
     hub = HubProcess(workdir, endpoints_file, extra_config=extra, env={"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5"})
     hub.start()
@@ -128,3 +132,15 @@ def test_cancelled_start_stops_the_instance_without_the_reconciler(hub, fast, ca
     state = lambda: fast.arm_compute(instance["name"])["properties"]["properties"]["state"]  # noqa: E731
     wait_for(lambda: state() == "Stopped", 30, 0.2, "the cancelled instance to be stopped")
     assert "whose start was cancelled" in hub.logs()
+
+
+def test_invalid_spark_settings_fail_before_anything_is_created(hub, fast, ca_bundle):
+    sign_in(hub, ALICE, ca_bundle)
+    r = hub.api("POST", f"/users/{ALICE.username}/servers/badspark", json={"user_options": {"profile": "badspark"}})
+    assert r.status_code == 500
+    message = r.json()["message"]
+    assert message == (
+        "The Spark settings for this server are invalid (spark.endpoint must be https for the fabric backend); "
+        "ask your administrator."
+    )
+    assert instance_of(fast, ALICE.username, "badspark") is None
