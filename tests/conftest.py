@@ -7,4 +7,5 @@ pytest_plugins = [
     "support.files_fixtures",
     "support.postgres_fixtures",
     "support.spark_fixtures",
+    "support.aml_hub",
 ]

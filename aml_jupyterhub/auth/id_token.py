@@ -48,6 +48,23 @@ class OpenIdConfiguration:
         return self._keys[kid]
 
 
+def _peek(token: str, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of ``token`` before any check (to find its key and tenant)."""
+    try:
+        return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise IdTokenError(f"{what} is malformed: {e}") from None
+
+
+async def _verified(token: str, what: str, oidc: OpenIdConfiguration, kid: str, leeway: float, **checks: Any) -> dict[str, Any]:
+    """The claims once the signature (the tenant's JWKS) and ``checks`` (audience, issuer, ...) pass."""
+    key = await oidc.key(kid)
+    try:
+        return jwt.decode(token, key, algorithms=["RS256"], leeway=leeway, **checks)
+    except jwt.PyJWTError as e:
+        raise IdTokenError(f"{what} rejected: {e}") from None
+
+
 async def validate_id_token(
     token: str,
     oidc: OpenIdConfiguration,
@@ -58,29 +75,16 @@ async def validate_id_token(
     leeway: float = 120,
 ) -> dict[str, Any]:
     """Return the claims of ``token`` once every check passed, else raise :class:`IdTokenError`."""
-    try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as e:
-        raise IdTokenError(f"id_token is malformed: {e}") from None
+    header, unverified = _peek(token, "id_token")
     document = await oidc.document()
     tenant = unverified.get("tid", "")
-    issuer = document["issuer"].replace("{tenantid}", tenant)
     if allowed_tenants is not None and tenant not in allowed_tenants:
         raise IdTokenError(f"id_token from tenant {tenant!r}, which this hub does not accept")
-    key = await oidc.key(header.get("kid", ""))
-    try:
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=["RS256"],
-            audience=client_id,
-            issuer=issuer,
-            leeway=leeway,
-            options={"require": ["exp", "iat", "aud", "iss", "sub"]},
-        )
-    except jwt.PyJWTError as e:
-        raise IdTokenError(f"id_token rejected: {e}") from None
+    claims = await _verified(
+        token, "id_token", oidc, header.get("kid", ""), leeway,
+        audience=client_id, issuer=document["issuer"].replace("{tenantid}", tenant),
+        options={"require": ["exp", "iat", "aud", "iss", "sub"]},
+    )  # fmt: skip
     if nonce is not None and claims.get("nonce") != nonce:
         raise IdTokenError("id_token nonce does not match the sign-in request")
     return claims
@@ -93,24 +97,12 @@ async def validate_instance_identity(token: str, oidc: OpenIdConfiguration, audi
     token's tenant, one of ``audiences``, the lifetime, and that it names the
     Azure resource it belongs to (``xms_mirid``).
     """
-    try:
-        header = jwt.get_unverified_header(token)
-        tenant = jwt.decode(token, options={"verify_signature": False}).get("tid", "")
-    except jwt.PyJWTError as e:
-        raise IdTokenError(f"identity token is malformed: {e}") from None
-    key = await oidc.key(header.get("kid", ""))
-    try:
-        claims = jwt.decode(
-            token,
-            key,
-            algorithms=["RS256"],
-            audience=list(audiences),
-            issuer=f"https://sts.windows.net/{tenant}/",
-            leeway=leeway,
-            options={"require": ["exp", "iat", "aud", "iss", "oid"]},
-        )
-    except jwt.PyJWTError as e:
-        raise IdTokenError(f"identity token rejected: {e}") from None
+    header, unverified = _peek(token, "identity token")
+    claims = await _verified(
+        token, "identity token", oidc, header.get("kid", ""), leeway,
+        audience=list(audiences), issuer=f"https://sts.windows.net/{unverified.get('tid', '')}/",
+        options={"require": ["exp", "iat", "aud", "iss", "oid"]},
+    )  # fmt: skip
     if claims.get("idtyp") != "app" or not claims.get("xms_mirid"):
         raise IdTokenError("not a managed-identity token of an Azure resource")
     return claims

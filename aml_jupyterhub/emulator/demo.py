@@ -9,7 +9,6 @@ which reads them. Ctrl-C stops both.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil

@@ -36,24 +36,13 @@ Edit the profiles (VM sizes, idle shutdown, who may use which) and the limits be
 """
 
 import json
-import os
 
 from aml_jupyterhub.auth import configure_token_broker
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 
-def required(name):
-    """A setting the deployment cannot do without (fail at startup, naming it)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise SystemExit(f"{name} is not set (see deployments/env.template)")
-    return value
-
-
-def optional(name, default=""):
-    """A setting with a default; an empty variable counts as unset."""
-    return os.environ.get(name, "").strip() or default
+from aml_jupyterhub.settings_env import optional, required  # noqa: E402
 
 
 def names(variable, default):

@@ -30,24 +30,13 @@ Edit the profiles below (VM sizes, idle shutdown) to suit the workspace.
 Run: ``jupyterhub -f deployments/no_auth_spawn_on_aml/jupyterhub_config.py``.
 """
 
-import os
 
 from aml_jupyterhub.spawner.service_principal import arm_credential_from_env, load_owner_map, owners_from_map
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 
-def required(name):
-    """A setting the deployment cannot do without (fail at startup, naming it)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise SystemExit(f"{name} is not set (see deployments/env.template)")
-    return value
-
-
-def optional(name, default=""):
-    """A setting with a default; an empty variable counts as unset."""
-    return os.environ.get(name, "").strip() or default
+from aml_jupyterhub.settings_env import optional, required  # noqa: E402
 
 
 c.JupyterHub.bind_url = optional("AML_HUB_BIND_URL", "http://127.0.0.1:8000")

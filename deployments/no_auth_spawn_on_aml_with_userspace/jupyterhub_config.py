@@ -24,23 +24,12 @@ no_auth_spawn_on_aml variables:
   (default ~/userfiles)
 """
 
-import os
 from pathlib import Path
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 
-def required(name):
-    """A setting the deployment cannot do without (fail at startup, naming it)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise SystemExit(f"{name} is not set (see deployments/env.template)")
-    return value
-
-
-def optional(name, default=""):
-    """A setting with a default; an empty variable counts as unset."""
-    return os.environ.get(name, "").strip() or default
+from aml_jupyterhub.settings_env import optional, required  # noqa: E402
 
 
 load_subconfig(str(Path(__file__).resolve().parent.parent / "no_auth_spawn_on_aml" / "jupyterhub_config.py"))  # noqa: F821

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
-
 from aml_jupyterhub.emulator.config import default_config
 from support.spark_fixtures import token_fetches
 

@@ -8,75 +8,43 @@ from __future__ import annotations
 
 import pytest
 
-from aml_jupyterhub.emulator.config import default_config
-from aml_jupyterhub.emulator.server import endpoints_line
+from support.aml_hub import ALICE, BOB, CAROL, aml_hub, instances_of, progress_events, signed_in, stop
 from support.arm_fixtures import FAST
-from support.hub import HubProcess, wait_for
-from support.signin import hub_sign_in
+from support.hub import wait_for
 
-DIRECTORY = default_config()
-ALICE, BOB, CAROL = (DIRECTORY.user(f"{n}@contoso.example") for n in ("alice", "bob", "carol"))
+HUB_ID = "faults"
 
 
 @pytest.fixture(scope="module")
 def hub(emulator, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("aml-faults-hub")
-    endpoints_file = workdir / "endpoints.json"
-    endpoints_file.write_text(endpoints_line(emulator.endpoints))
     extra = """
-    c.AMLSpawner.hub_id = "faults"  # its instances are told apart from other modules' hubs
-    c.AMLSpawner.patience_seconds = 1
-    c.AMLSpawner.stop_wait_seconds = 30
-    c.AMLSpawner.reconcile_interval_seconds = 0  # clean-ups here are the spawner's own
-    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.5}
-    c.JupyterHub.named_server_limit_per_user = 0
-    c.AMLSpawner.profiles = [*c.AMLSpawner.profiles, {
-        "key": "badspark", "display_name": "Bad Spark", "workspace": "ws-research", "vm_size": "Standard_DS3_v2",
-        "spark": {"backend": "fabric", "endpoint": "http://fabric.example/v1/workspaces/w/lakehouses/l/livyapi/versions/2023-12-01"},
-    }]
-    """
-    hub = HubProcess(workdir, endpoints_file, extra_config=extra, env={"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5"})
-    hub.start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture
-def fast(control):
-    control.update_settings(timings=FAST)
-    return control
-
-
-def sign_in(hub, user, ca_bundle) -> None:
-    _, callback = hub_sign_in(hub.url, user.username, ca_bundle)
-    assert callback.status_code == 302
+c.AMLSpawner.patience_seconds = 1
+c.AMLSpawner.stop_wait_seconds = 30
+c.AMLSpawner.reconcile_interval_seconds = 0  # clean-ups here are the spawner's own
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0.5}
+c.JupyterHub.named_server_limit_per_user = 0
+c.AMLSpawner.profiles = [*c.AMLSpawner.profiles, {
+    "key": "badspark", "display_name": "Bad Spark", "workspace": "ws-research", "vm_size": "Standard_DS3_v2",
+    "spark": {"backend": "fabric", "endpoint": "http://fabric.example/v1/workspaces/w/lakehouses/l/livyapi/versions/2023-12-01"},
+}]
+"""
+    yield from aml_hub(emulator, tmp_path_factory.mktemp("aml-faults-hub"), HUB_ID, extra)
 
 
 def start(hub, username: str, server: str, profile: str = "small") -> list[str]:
     """Ask for a server and follow its progress to the end; the events' data lines."""
     r = hub.api("POST", f"/users/{username}/servers/{server}", json={"user_options": {"profile": profile}})
     assert r.status_code in (201, 202), r.text
-    if r.status_code == 201:
-        return []
-    progress = hub.api("GET", f"/users/{username}/servers/{server}/progress", stream=True)
-    return [line for line in progress.iter_lines(decode_unicode=True) if line.startswith("data:")]
-
-
-def stop(hub, username: str, server: str) -> None:
-    assert hub.api("DELETE", f"/users/{username}/servers/{server}").status_code in (202, 204)
-    wait_for(lambda: server not in hub.api("GET", f"/users/{username}").json()["servers"], 60, 0.2, "stop")
+    return [] if r.status_code == 201 else progress_events(hub, username, server)
 
 
 def instance_of(control, username: str, server: str) -> dict | None:
-    return next(
-        (c for c in control.arm_computes()
-         if c["tags"].get("aml-jupyterhub-user") == username and c["tags"].get("aml-jupyterhub-server") == server),
-        None,
-    )  # fmt: skip
+    found = instances_of(control, HUB_ID, username, server)
+    return found[0] if found else None
 
 
 def test_throttled_create_succeeds_after_retry_after(hub, fast, ca_bundle):
-    sign_in(hub, ALICE, ca_bundle)
+    signed_in(hub, ALICE, ca_bundle)
     since = fast.mark()
     fast.inject(service="arm", route="ComputeItem", method="PUT", status=429, error_code="TooManyRequests", retry_after=1, count=2)
     events = start(hub, ALICE.username, "throttled")
@@ -87,7 +55,7 @@ def test_throttled_create_succeeds_after_retry_after(hub, fast, ca_bundle):
 
 
 def test_server_errors_on_reads_and_start_are_retried(hub, fast, ca_bundle):
-    sign_in(hub, BOB, ca_bundle)
+    signed_in(hub, BOB, ca_bundle)
     assert '"ready": true' in start(hub, BOB.username, "flaky")[-1]
     stop(hub, BOB.username, "flaky")
     since = fast.mark()
@@ -101,7 +69,7 @@ def test_server_errors_on_reads_and_start_are_retried(hub, fast, ca_bundle):
 
 
 def test_slow_azure_gets_a_patience_message(hub, fast, ca_bundle):
-    sign_in(hub, CAROL, ca_bundle)
+    signed_in(hub, CAROL, ca_bundle)
     fast.update_settings(timings={**FAST, "create": 3.5})
     events = start(hub, CAROL.username, "slow")
     assert any("Azure is taking its time, hang on" in e for e in events), events
@@ -110,7 +78,7 @@ def test_slow_azure_gets_a_patience_message(hub, fast, ca_bundle):
 
 
 def test_expired_sign_in_during_spawn_is_a_clear_message(hub, fast, ca_bundle):
-    sign_in(hub, CAROL, ca_bundle)
+    signed_in(hub, CAROL, ca_bundle)
     fast.entra_revoke(CAROL.username)
     fast.advance_clock(2 * 3600)  # every access token the hub holds for carol is now expired
     r = hub.api("POST", f"/users/{CAROL.username}/servers/expired", json={"user_options": {"profile": "small"}})
@@ -122,7 +90,7 @@ def test_expired_sign_in_during_spawn_is_a_clear_message(hub, fast, ca_bundle):
 
 
 def test_cancelled_start_stops_the_instance_without_the_reconciler(hub, fast, ca_bundle):
-    sign_in(hub, BOB, ca_bundle)
+    signed_in(hub, BOB, ca_bundle)
     fast.update_settings(timings={**FAST, "create": 2.0})
     r = hub.api("POST", f"/users/{BOB.username}/servers/cancelled", json={"user_options": {"profile": "small"}})
     assert r.status_code == 202
@@ -135,7 +103,7 @@ def test_cancelled_start_stops_the_instance_without_the_reconciler(hub, fast, ca
 
 
 def test_invalid_spark_settings_fail_before_anything_is_created(hub, fast, ca_bundle):
-    sign_in(hub, ALICE, ca_bundle)
+    signed_in(hub, ALICE, ca_bundle)
     r = hub.api("POST", f"/users/{ALICE.username}/servers/badspark", json={"user_options": {"profile": "badspark"}})
     assert r.status_code == 500
     message = r.json()["message"]

@@ -3,46 +3,25 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
-from aml_jupyterhub.emulator.config import default_config
-from aml_jupyterhub.emulator.server import endpoints_line
+from support.aml_hub import ALICE, BOB, CAROL, aml_hub, instances_of, progress_events, signed_in, spawn, stop
 from support.arm_fixtures import FAST
-from support.hub import HubProcess, wait_for
-from support.signin import hub_sign_in
+from support.hub import wait_for
 
-DIRECTORY = default_config()
-ALICE, BOB, CAROL = (DIRECTORY.user(f"{n}@contoso.example") for n in ("alice", "bob", "carol"))
+
+HUB_ID = "demo"
 
 
 @pytest.fixture(scope="module")
 def hub(emulator, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("aml-hub")
-    endpoints_file = workdir / "endpoints.json"
-    endpoints_file.write_text(endpoints_line(emulator.endpoints))
     extra = """
-    c.AMLSpawner.patience_seconds = 5
-    c.AMLSpawner.stop_wait_seconds = 30
-    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}  # the API answers 202 after 1 s
-    c.AMLSpawner.reconcile_interval_seconds = 1
-    c.JupyterHub.named_server_limit_per_user = 0  # these tests give one user many named servers
-    """
-    hub = HubProcess(workdir, endpoints_file, extra_config=extra, env={"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5"})
-    hub.start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture
-def fast(control):
-    control.update_settings(timings=FAST)
-    return control
-
-
-def signed_in(hub, user, ca_bundle) -> requests.Session:
-    session, callback = hub_sign_in(hub.url, user.username, ca_bundle)
-    assert callback.status_code == 302
-    return session
+c.AMLSpawner.patience_seconds = 5
+c.AMLSpawner.stop_wait_seconds = 30
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}  # the API answers 202 after 1 s
+c.AMLSpawner.reconcile_interval_seconds = 1
+c.JupyterHub.named_server_limit_per_user = 0  # these tests give one user many named servers
+"""
+    yield from aml_hub(emulator, tmp_path_factory.mktemp("aml-hub"), HUB_ID, extra)
 
 
 def server_ready(hub, username: str, server: str = "") -> dict | None:
@@ -51,26 +30,9 @@ def server_ready(hub, username: str, server: str = "") -> dict | None:
     return s if s and s["ready"] else None
 
 
-def spawn(hub, username: str, options: dict | None = None, server: str = "") -> dict:
-    r = hub.api("POST", f"/users/{username}/servers/{server}", json={"user_options": options or {}})
-    assert r.status_code in (201, 202), r.text
-    return wait_for(lambda: server_ready(hub, username, server), 60, 0.2, f"{username}'s server")
-
-
-def stop(hub, username: str, server: str = "") -> None:
-    r = hub.api("DELETE", f"/users/{username}/servers/{server}")
-    assert r.status_code in (202, 204), r.text
-    wait_for(lambda: server not in hub.api("GET", f"/users/{username}").json()["servers"], 60, 0.2, "stop")
-
-
 def my_compute(control, username: str) -> dict:
-    computes = [
-        c for c in control.arm_computes()
-        if c["tags"].get("aml-jupyterhub-user") == username and c["tags"].get("aml-jupyterhub-hub") == "demo"
-        and c["tags"].get("aml-jupyterhub-server") == ""
-    ]  # fmt: skip
-    assert len(computes) == 1, computes
-    return computes[0]
+    [compute] = instances_of(control, HUB_ID, username)
+    return compute
 
 
 def test_spawn_creates_the_users_own_instance_and_redirects_to_it(hub, fast, ca_bundle):
@@ -138,7 +100,7 @@ def test_named_servers_get_distinct_instances(hub, fast, ca_bundle):
     signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username)
     spawn(hub, CAROL.username, {"profile": "memory"}, server="big")
-    computes = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username and c["tags"].get("aml-jupyterhub-hub") == "demo"]
+    computes = instances_of(fast, HUB_ID, CAROL.username) + instances_of(fast, HUB_ID, CAROL.username, "big")
     assert len(computes) == 2
     assert {c["tags"]["aml-jupyterhub-server"] for c in computes} == {"", "big"}
     assert {c["id"].split("/workspaces/")[1].split("/")[0] for c in computes} == {"ws-research", "ws-analytics"}
@@ -172,8 +134,7 @@ def test_create_failure_is_explained(hub, fast, ca_bundle):
     fast.arm_fail_next("create", "CreateFailed", code="AllocationFailed", message="No capacity in eastus.")
     r = hub.api("POST", f"/users/{BOB.username}/servers/fails", json={"user_options": {"profile": "small"}})
     assert r.status_code == 202
-    progress = hub.api("GET", f"/users/{BOB.username}/servers/fails/progress", stream=True)
-    events = [line for line in progress.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    events = progress_events(hub, BOB.username, "fails")
     assert any("Creating your compute instance" in e for e in events)
     assert "No capacity in eastus" in events[-1] and '"failed": true' in events[-1]
     assert "Traceback" not in "".join(events)
@@ -182,7 +143,7 @@ def test_create_failure_is_explained(hub, fast, ca_bundle):
 def test_running_servers_survive_a_hub_restart(hub, fast, ca_bundle):
     session = signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username)
-    name = [c for c in fast.arm_computes() if c["tags"].get("aml-jupyterhub-user") == CAROL.username and c["tags"]["aml-jupyterhub-server"] == "" and c["tags"].get("aml-jupyterhub-hub") == "demo"][0]["name"]
+    name = my_compute(fast, CAROL.username)["name"]
     hub.restart()
     assert server_ready(hub, CAROL.username) is not None
     r = session.get(f"{hub.url}/user/{CAROL.username}/lab", allow_redirects=False, timeout=30)

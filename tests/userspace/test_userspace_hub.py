@@ -17,16 +17,11 @@ from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundErr
 from azure.storage.fileshare import ShareClient
 
 from aml_jupyterhub.auth.handlers import BROKER_SCOPE
-from aml_jupyterhub.emulator.config import default_config
-from aml_jupyterhub.emulator.server import endpoints_line
 from aml_jupyterhub.userspace import share_name
-from support.arm_fixtures import FAST
-from support.hub import HubProcess, wait_for
-from support.signin import hub_sign_in
+from support.aml_hub import ALICE, BOB, CAROL, DIRECTORY, aml_hub, instances_of, progress_events, signed_in, spawn, stop
 
-DIRECTORY = default_config()
-ALICE, BOB, CAROL = (DIRECTORY.user(f"{n}@contoso.example") for n in ("alice", "bob", "carol"))
 STORAGE = DIRECTORY.storage_accounts[0]
+HUB_ID = "userspace"
 
 
 @pytest.fixture(scope="module")
@@ -39,62 +34,21 @@ def instances(emulator):
 
 @pytest.fixture(scope="module")
 def hub(emulator, instances, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("userspace-hub")
-    endpoints_file = workdir / "endpoints.json"
-    endpoints_file.write_text(endpoints_line(emulator.endpoints))
-    extra = """
-    c.AMLSpawner.hub_id = "userspace"  # its instances are told apart from other modules' hubs
-    c.AMLSpawner.stop_wait_seconds = 30
-    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}
-    c.AMLSpawner.reconcile_interval_seconds = 0
-    c.JupyterHub.named_server_limit_per_user = 0
-    """
     for user in (ALICE, BOB, CAROL):  # a clean slate: other modules' hubs may have made these users' shares
         with contextlib.suppress(ResourceNotFoundError):
             share_client(emulator, share_name(user.username, user.oid), emulator.endpoints["ca_bundle"]).delete_share()
-    env = {"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": "0.5", "AML_USERSPACE_ACCOUNT_KEY": STORAGE.key}
-    hub = HubProcess(workdir, endpoints_file, extra_config=extra, env=env)
-    hub.start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture
-def fast(control):
-    control.update_settings(timings=FAST)
-    return control
-
-
-def sign_in(hub, user, ca_bundle) -> None:
-    _, callback = hub_sign_in(hub.url, user.username, ca_bundle)
-    assert callback.status_code == 302
-
-
-def spawn(hub, username: str, options: dict | None = None, server: str = "") -> dict:
-    r = hub.api("POST", f"/users/{username}/servers/{server}", json={"user_options": options or {}})
-    assert r.status_code in (201, 202), r.text
-
-    def ready():
-        s = hub.api("GET", f"/users/{username}").json()["servers"].get(server)
-        if s is None:
-            raise AssertionError(f"{username}'s server {server!r} failed to start:\n{hub.logs()[-3000:]}")
-        return s if s["ready"] else None
-
-    return wait_for(ready, 120, 0.2, f"{username}'s server {server!r}")
-
-
-def stop(hub, username: str, server: str = "") -> None:
-    r = hub.api("DELETE", f"/users/{username}/servers/{server}")
-    assert r.status_code in (202, 204), r.text
-    wait_for(lambda: server not in hub.api("GET", f"/users/{username}").json()["servers"], 60, 0.2, "stop")
+    extra = """
+c.AMLSpawner.stop_wait_seconds = 30
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 1}
+c.AMLSpawner.reconcile_interval_seconds = 0
+c.JupyterHub.named_server_limit_per_user = 0
+"""
+    env = {"AML_USERSPACE_ACCOUNT_KEY": STORAGE.key}
+    yield from aml_hub(emulator, tmp_path_factory.mktemp("userspace-hub"), HUB_ID, extra, env)
 
 
 def computes_of(control, username: str, server: str = "") -> list[dict]:
-    return [
-        c for c in control.arm_computes()
-        if c["tags"].get("aml-jupyterhub-user") == username and c["tags"].get("aml-jupyterhub-server") == server
-        and c["tags"].get("aml-jupyterhub-hub") == "userspace"
-    ]  # fmt: skip
+    return instances_of(control, HUB_ID, username, server)
 
 
 def machine(instances, compute: dict):
@@ -136,7 +90,7 @@ def instance_config(hub, username: str, compute: str) -> requests.Response:
 
 
 def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, fast, emulator, instances, ca_bundle):
-    sign_in(hub, ALICE, ca_bundle)
+    signed_in(hub, ALICE, ca_bundle)
     spawn(hub, ALICE.username)  # profile "small" in ws-research
     [research] = computes_of(fast, ALICE.username)
     home = machine(instances, research).home
@@ -174,7 +128,7 @@ def test_share_is_created_once_with_quota_and_owner(hub, fast, emulator, ca_bund
 
 
 def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_bundle):
-    sign_in(hub, BOB, ca_bundle)
+    signed_in(hub, BOB, ca_bundle)
     spawn(hub, BOB.username)
     [bobs] = computes_of(fast, BOB.username)
     alice_share = share_name(ALICE.username, ALICE.oid)
@@ -205,7 +159,7 @@ def test_instance_token_exchange_refuses_what_is_not_an_instance_of_this_hub(hub
 
 
 def test_no_secret_in_instance_configuration_arguments_or_logs(hub, fast, emulator, instances, ca_bundle):
-    sign_in(hub, CAROL, ca_bundle)
+    signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username)
     [compute] = computes_of(fast, CAROL.username)
     access = instance_config(hub, CAROL.username, compute["name"]).json()["userspace"]
@@ -230,13 +184,12 @@ def test_no_secret_in_instance_configuration_arguments_or_logs(hub, fast, emulat
 
 
 def test_storage_outage_during_spawn_is_clear_and_leaves_no_instance(hub, fast, ca_bundle):
-    sign_in(hub, CAROL, ca_bundle)
+    signed_in(hub, CAROL, ca_bundle)
     # Slow and failing, so the failure lands after the API's slow-spawn point: seen through progress.
     fast.inject(service="files", status=503, error_code="ServerBusy", latency=1.5, count=100)
     r = hub.api("POST", f"/users/{CAROL.username}/servers/outage", json={"user_options": {"profile": "memory"}})
     assert r.status_code == 202, r.text
-    progress = hub.api("GET", f"/users/{CAROL.username}/servers/outage/progress", stream=True)
-    events = [line for line in progress.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    events = progress_events(hub, CAROL.username, "outage")
     assert any("Preparing your private file share" in e for e in events)
     assert '"failed": true' in events[-1] and "private file share could not be prepared" in events[-1]
     assert STORAGE.name in events[-1] and "Traceback" not in "".join(events)
@@ -268,7 +221,7 @@ def outputs(notebook: dict) -> str:
 
 
 def test_example_notebooks_are_in_the_user_space_and_run(hub, fast, emulator, instances, ca_bundle):
-    sign_in(hub, BOB, ca_bundle)
+    signed_in(hub, BOB, ca_bundle)
     spawn(hub, BOB.username, server="examples")
     [compute] = computes_of(fast, BOB.username, "examples")
     examples = machine(instances, compute).home / "userfiles" / "examples"
@@ -288,7 +241,7 @@ def test_example_notebooks_are_in_the_user_space_and_run(hub, fast, emulator, in
 
 
 def test_spark_kernels_are_configured_on_the_instance_and_run_the_example(hub, fast, emulator, instances, ca_bundle, warm_spark):
-    sign_in(hub, CAROL, ca_bundle)
+    signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username, server="spark")  # profile "small": Fabric
     [compute] = computes_of(fast, CAROL.username, "spark")
     home = machine(instances, compute).home
