@@ -90,8 +90,11 @@ async def ensure_share(space: UserSpace, share: str, owner_oid: str) -> bool:
     except (ServiceRequestError, ServiceResponseError, asyncio.TimeoutError):
         raise UserSpaceError(f"storage account {space.account_name} cannot be reached; try again in a few minutes.") from None
     except HttpResponseError as e:
-        code = getattr(e, "error_code", None) or e.status_code
-        raise UserSpaceError(f"storage account {space.account_name} answered {code}; try again in a few minutes.") from None
+        code = getattr(e, "error_code", None) or ""
+        code = getattr(code, "value", code)  # the SDK's StorageErrorCode enum, or a plain string
+        raise UserSpaceError(
+            f"storage account {space.account_name} answered {e.status_code} {code}".rstrip() + "; try again in a few minutes."
+        ) from None
 
 
 def share_access(space: UserSpace, share: str, now: dt.datetime | None = None) -> ShareAccess:

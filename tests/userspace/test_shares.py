@@ -1,0 +1,45 @@
+"""The hub creating users' shares against the emulated Azure Files (no hub needed)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+
+from aml_jupyterhub.userspace import UserSpace, UserSpaceError, ensure_share
+
+OWNER = str(uuid.uuid4())
+
+
+@pytest.fixture
+def space(files_url, storage_account, ca_bundle) -> UserSpace:
+    return UserSpace(account_url=files_url, account_key=storage_account.key, ca_bundle=ca_bundle, quota_gib=7, timeout_seconds=5)
+
+
+async def test_first_call_creates_the_share_then_it_is_reused(space, key_service, share_name):
+    name = share_name()
+    assert await ensure_share(space, name, OWNER) is True
+    assert await ensure_share(space, name, OWNER.upper()) is False  # already there: not an error
+    props = key_service.get_share_client(name).get_share_properties()
+    assert props.quota == 7 and props.metadata == {"owner_oid": OWNER, "created_by": "aml-jupyterhub"}
+
+
+async def test_a_share_owned_by_someone_else_is_never_taken_over(space, key_service, share_name):
+    name = share_name()
+    key_service.create_share(name, metadata={"owner_oid": str(uuid.uuid4())})
+    with pytest.raises(UserSpaceError, match="belongs to someone else"):
+        await ensure_share(space, name, OWNER)
+
+
+async def test_a_wrong_hub_key_is_a_clear_error(space, share_name):
+    space.account_key = base64.b64encode(b"not the key" * 6).decode()
+    with pytest.raises(UserSpaceError, match=r"refused the hub's credential \(check c.UserSpace.account_key\)") as caught:
+        await ensure_share(space, share_name(), OWNER)
+    assert space.account_key not in str(caught.value)
+
+
+async def test_a_storage_outage_is_a_clear_error(space, control, share_name):
+    control.inject(service="files", status=500, error_code="InternalError", count=10)
+    with pytest.raises(UserSpaceError, match="answered 500 InternalError; try again in a few minutes"):
+        await ensure_share(space, share_name(), OWNER)
