@@ -112,3 +112,24 @@ def test_invalid_spark_settings_fail_before_anything_is_created(hub, fast, ca_bu
         "ask your administrator."
     )
     assert instance_of(fast, ALICE.username, "badspark") is None
+
+
+def test_a_throttling_storm_that_outlasts_the_retries_is_a_clear_message(hub, fast, ca_bundle):
+    signed_in(hub, BOB, ca_bundle)
+    fast.inject(service="arm", route="ComputeItem", method="PUT", status=429, error_code="TooManyRequests", retry_after=1, count=None)
+    r = hub.api("POST", f"/users/{BOB.username}/servers/storm", json={"user_options": {"profile": "small"}})
+    events = [r.text] if r.status_code == 500 else progress_events(hub, BOB.username, "storm")
+    assert "Azure is throttling requests right now; please try again in a minute." in events[-1], events
+    assert "Traceback" not in "".join(events)
+    fast.clear_faults()
+    assert instance_of(fast, BOB.username, "storm") is None
+
+
+def test_missing_azure_role_is_explained(hub, fast, ca_bundle):
+    signed_in(hub, CAROL, ca_bundle)
+    fast.arm_assign_role("ws-research", CAROL.username, None)  # restored by the control fixture
+    r = hub.api("POST", f"/users/{CAROL.username}/servers/norole", json={"user_options": {"profile": "small"}})
+    events = [r.json()["message"]] if r.status_code == 500 else progress_events(hub, CAROL.username, "norole")
+    assert "Azure refused: you do not have permission for this in the workspace" in events[-1], events
+    assert "Microsoft.MachineLearningServices/workspaces/computes" in events[-1]  # Azure's own words follow
+    assert instance_of(fast, CAROL.username, "norole") is None
