@@ -222,6 +222,8 @@ class EmulatorConfig:
 DEMO_CLIENT_ID = stable_id("app", "aml-jupyterhub")
 DEMO_CLIENT_SECRET = "demo-client-secret-not-for-production"
 DEMO_SUBSCRIPTION = stable_id("subscription", "demo")
+# The Azure ML gateway in front of every compute instance signs the browser in as this public client.
+GATEWAY_CLIENT_ID = stable_id("app", "azure-ml-gateway")
 
 
 def default_config() -> EmulatorConfig:
@@ -256,6 +258,7 @@ def default_config() -> EmulatorConfig:
         client_secret=DEMO_CLIENT_SECRET,
         service_principal_oid=stable_id("sp", DEMO_CLIENT_ID),
     )
+    gateway = App(client_id=GATEWAY_CLIENT_ID, tenant_id=tenant.id, display_name="Azure Machine Learning", group_claims=False)
     # Users may manage their own compute instances; carol (admin) may manage anyone's; eve has no role.
     roles = {u.oid: "AzureML Compute Operator" for u in users if u.username.split("@")[0] in ("alice", "bob")}
     roles[users[2].oid] = "Contributor"
@@ -279,7 +282,7 @@ def default_config() -> EmulatorConfig:
         tenants=[tenant],
         groups=groups,
         users=users,
-        apps=[app],
+        apps=[app, gateway],
         workspaces=workspaces,
         storage_accounts=[storage],
         vm_sizes=vm_sizes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ from .state import EmulatorState
 from .tokens import OIDC_SCOPES, EntraError, parse_scopes
 
 PROMPTS = frozenset({"login", "none", "consent", "select_account"})
+SESSION_COOKIE = "ESTSAUTH"  # the browser's sign-in session at the authority (single sign-on)
+SESSION_SECONDS = 8 * 3600
 RESPONSE_MODES = frozenset({"query", "fragment", "form_post"})
 #: What an error sent back to the redirect URI carries of the error body.
 REDIRECT_ERROR_FIELDS = ("error", "error_description", "error_uri", "suberror")
@@ -228,14 +231,17 @@ class Authorize(LoginPageHandler):
             self.render_page(400, mode="error", error=aadsts_message(e.aadsts, e.description))
             return None
 
-    def _validated(self, segment: str) -> AuthorizeRequest | None:
-        """The fully valid request; otherwise an error page or an error redirect was sent (None)."""
+    def _validated(self, segment: str, silent_ok: bool = False) -> AuthorizeRequest | None:
+        """The fully valid request; otherwise an error page or an error redirect was sent (None).
+
+        ``prompt=none`` is answered only from a sign-in session (``silent_ok``); otherwise login_required.
+        """
         req = self._trusted(segment)
         if req is None:
             return None
         try:
             validate_authorize(req, self._args())
-            if req.prompt == "none":
+            if req.prompt == "none" and not (silent_ok and self.session_user(req)):
                 raise LOGIN_REQUIRED()
         except EntraError as e:
             self.send_back(req, self._error_params(e))
@@ -248,9 +254,29 @@ class Authorize(LoginPageHandler):
         return {name: body[name] for name in REDIRECT_ERROR_FIELDS if name in body}
 
     def get(self, segment: str) -> None:
-        req = self._validated(segment)
-        if req is not None:
+        req = self._validated(segment, silent_ok=True)
+        if req is None:
+            return
+        user = None if req.prompt in ("login", "select_account") else self.session_user(req)
+        if user is not None:  # single sign-on: this browser signed in here before
+            self.principal = user.username
+            self.send_back(req, self._code_params(req, user))
+        else:
             self.sign_in_page(req, 200, username=req.login_hint)
+
+    def session_user(self, req: AuthorizeRequest) -> User | None:
+        """The user of this browser's sign-in session (cookie ``ESTSAUTH``), if still valid."""
+        session = self.state.section("entra_sessions").get(self.get_cookie(SESSION_COOKIE, "") or "")
+        if not session or session["expires"] < self.state.now():
+            return None
+        user = next((u for u in self.state.config.users if u.oid == session["oid"]), None)
+        return user if user is not None and (req.ref.tenant is None or user.tenant_id == req.ref.tenant.id) else None
+
+    def start_session(self, user: User) -> None:
+        session_id = secrets.token_urlsafe(32)
+        self.state.section("entra_sessions")[session_id] = {"oid": user.oid, "expires": self.state.now() + SESSION_SECONDS}
+        self.state.mark_dirty()
+        self.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True, samesite="None")
 
     def post(self, segment: str) -> None:
         req = self._validated(segment)
@@ -263,6 +289,7 @@ class Authorize(LoginPageHandler):
             self.sign_in_page(req, 200, username=username, error=aadsts_message(e.aadsts, e.description))
             return
         self.principal = user.username
+        self.start_session(user)
         self.send_back(req, self._code_params(req, user))
 
     def _code_params(self, req: AuthorizeRequest, user: User) -> dict[str, str]:

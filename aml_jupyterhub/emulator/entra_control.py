@@ -44,10 +44,13 @@ class EntraControl(ControlHandler):
 
 
 class RevokeSessions(EntraControl):
-    """``POST users/{user}/revoke``: revokeSignInSessions, every refresh token of the user."""
+    """``POST users/{user}/revoke``: revokeSignInSessions, every refresh token and browser session of the user."""
 
     def post(self, name: str) -> None:
         user = self.directory_user(name)
+        sessions = self.state.section("entra_sessions")
+        for session_id in [k for k, v in sessions.items() if v["oid"] == user.oid]:
+            del sessions[session_id]  # browser sign-in sessions go too: the next sign-in asks again
         self.send_json(200, {"revoked": RefreshTokens(self.state).revoke_user(user.oid)})
 
 

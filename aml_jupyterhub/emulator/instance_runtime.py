@@ -18,8 +18,9 @@ managed-identity endpoint is the emulator's ``instances`` service, and a share
 "mount" is a symlink to the emulated share's directory, granted only to a
 caller whose credential Azure Files accepts (``files_mount``).
 
-Not emulated: the Azure ML gateway's own sign-in in front of the instance
-(anyone on this machine can open an emulated instance's Jupyter).
+The Azure ML gateway's sign-in is played by the Jupyter server's identity
+provider (:mod:`.gateway`): only the assigned user, signed in at the emulated
+Entra ID, gets in.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from .compute_model import SERVING, application_endpoints, inner
+from .config import GATEWAY_CLIENT_ID
 from .tls import TLSFiles
 
 log = logging.getLogger("aml_jupyterhub.emulator.instances")
@@ -66,6 +68,8 @@ class Instance:
     msi_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     principal_id: str = ""
     tenant_id: str = ""
+    assigned_oid: str = ""  # the only user the gateway lets in
+    assigned_tenant: str = ""
     server: asyncio.subprocess.Process | None = None
 
     @property
@@ -116,10 +120,12 @@ class InstanceRuntime:
         key = resource["id"].lower()
         if key not in self.instances:
             identity = resource.get("identity") or {}
+            assigned = (inner(resource).get("personalComputeInstanceSettings") or {}).get("assignedUser") or {}
             root = self.root / re.sub(r"[^a-z0-9-]", "-", resource["name"].lower())
             self.instances[key] = Instance(
                 resource["name"], resource["id"], root, _free_port(), principal_id=identity.get("principalId", ""),
-                tenant_id=identity.get("tenantId", ""),
+                tenant_id=identity.get("tenantId", ""), assigned_oid=assigned.get("objectId", ""),
+                assigned_tenant=assigned.get("tenantId", ""),
             )  # fmt: skip
         return self.instances[key]
 
@@ -228,8 +234,13 @@ class InstanceRuntime:
             sys.executable, "-m", self.jupyter_app, "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={machine.port}", "--ServerApp.port_retries=0",
             f"--ServerApp.certfile={self.tls.server_chain}", f"--ServerApp.keyfile={self.tls.server_key}",
-            "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={machine.home}",
-            "--ServerApp.terminals_enabled=True",
+            f"--ServerApp.root_dir={machine.home}", "--ServerApp.terminals_enabled=True",
+            # The Azure ML gateway: only the assigned user, signed in with (emulated) Entra ID, gets in.
+            "--ServerApp.identity_provider_class=aml_jupyterhub.emulator.gateway.GatewayIdentityProvider",
+            f"--GatewayIdentityProvider.authority={self.state.urls['authority']}/{machine.assigned_tenant}",
+            f"--GatewayIdentityProvider.client_id={GATEWAY_CLIENT_ID}",
+            f"--GatewayIdentityProvider.assigned_oid={machine.assigned_oid}",
+            f"--GatewayIdentityProvider.ca_bundle={self.tls.ca_bundle}",
         ]  # fmt: skip
         if os.geteuid() == 0:  # CI machines and containers run everything as root
             argv.append("--ServerApp.allow_root=True")

@@ -8,6 +8,8 @@ from urllib.parse import urljoin
 
 import requests
 
+from aml_jupyterhub.emulator.config import default_config
+
 USERNAME_FIELDS = ("username", "login", "loginfmt", "email")
 
 
@@ -68,3 +70,20 @@ def hub_sign_in(
     assert back.status_code == 302, back.text[:500]
     callback = session.get(back.headers["Location"], allow_redirects=False, timeout=60)
     return session, callback
+
+
+def instance_session(url: str, username: str, ca_bundle: str, password: str | None = None) -> tuple[requests.Session, requests.Response]:
+    """A browser-like session let in by an emulated instance's gateway: opens ``url``, signs in at the
+    emulated Entra ID page when sent there, and follows the redirects back; returns the last answer."""
+    session = requests.Session()
+    password = password or default_config().user(username).password
+    response = session.get(url, verify=ca_bundle, allow_redirects=False, timeout=30)
+    for _ in range(10):
+        if response.status_code not in (301, 302, 303):
+            break
+        location = urljoin(response.url, response.headers["Location"])
+        if "/oauth2/v2.0/authorize" in location:
+            response = submit_credentials(session, location, username, password, ca_bundle)
+        else:
+            response = session.get(location, verify=ca_bundle, allow_redirects=False, timeout=30)
+    return session, response

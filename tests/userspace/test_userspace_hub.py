@@ -18,6 +18,7 @@ from azure.storage.fileshare import ShareClient
 
 from aml_jupyterhub.auth.handlers import BROKER_SCOPE
 from aml_jupyterhub.userspace import share_name
+from support.signin import instance_session
 from support.aml_hub import ALICE, BOB, CAROL, DIRECTORY, aml_hub, instances_of, progress_events, signed_in, spawn, stop
 
 STORAGE = DIRECTORY.storage_accounts[0]
@@ -60,18 +61,21 @@ def jupyter(instances, compute: dict, ca_bundle: str) -> str:
     return f"https://127.0.0.1:{machine(instances, compute).port}"
 
 
-def write_through_mount(base: str, path: str, text: str, ca_bundle: str) -> None:
-    """Save a file with the instance's Jupyter, as JupyterLab does (page first: its _xsrf cookie)."""
-    session = requests.Session()  # verify= per request: REQUESTS_CA_BUNDLE would override session.verify
-    assert session.get(f"{base}/lab", verify=ca_bundle, timeout=30).status_code == 200
+def write_through_mount(base: str, user, path: str, text: str, ca_bundle: str) -> None:
+    """Save a file with the instance's Jupyter as ``user``'s browser would: through the gateway's sign-in,
+    the JupyterLab page first (its _xsrf cookie), then the contents API."""
+    session, page = instance_session(f"{base}/lab", user.username, ca_bundle)
+    assert page.status_code == 200, page.text[:300]
     headers = {"X-XSRFToken": session.cookies["_xsrf"]}
     body = {"type": "file", "format": "text", "content": text}
     r = session.put(f"{base}/api/contents/{path}", json=body, headers=headers, verify=ca_bundle, timeout=30)
     assert r.status_code in (200, 201), r.text
 
 
-def read_through_mount(base: str, path: str, ca_bundle: str) -> requests.Response:
-    return requests.get(f"{base}/api/contents/{path}", params={"content": "1"}, verify=ca_bundle, timeout=30)
+def read_through_mount(base: str, user, path: str, ca_bundle: str) -> requests.Response:
+    session, page = instance_session(f"{base}/lab", user.username, ca_bundle)
+    assert page.status_code == 200, page.text[:300]
+    return session.get(f"{base}/api/contents/{path}", params={"content": "1"}, verify=ca_bundle, timeout=30)
 
 
 def share_client(emulator, share: str, ca_bundle: str, credential=None) -> ShareClient:
@@ -97,7 +101,7 @@ def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, f
     share = share_name(ALICE.username, ALICE.oid)
     assert (home / "userfiles").is_symlink()
     assert (home / "userfiles").resolve() == Path(fast.files_share_path(STORAGE.name, share)).resolve()
-    write_through_mount(jupyter(instances, research, ca_bundle), "userfiles/notes.txt", "written on research\n", ca_bundle)
+    write_through_mount(jupyter(instances, research, ca_bundle), ALICE, "userfiles/notes.txt", "written on research\n", ca_bundle)
     # The mounted view and FileREST are the same bytes.
     rest = share_client(emulator, share, ca_bundle).get_file_client("notes.txt").download_file().readall()
     assert rest == b"written on research\n"
@@ -105,7 +109,7 @@ def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, f
     spawn(hub, ALICE.username, {"profile": "memory"}, server="big")  # ws-analytics
     [analytics] = computes_of(fast, ALICE.username, "big")
     assert "/workspaces/ws-analytics/" in analytics["id"]
-    r = read_through_mount(jupyter(instances, analytics, ca_bundle), "userfiles/notes.txt", ca_bundle)
+    r = read_through_mount(jupyter(instances, analytics, ca_bundle), ALICE, "userfiles/notes.txt", ca_bundle)
     assert r.status_code == 200 and r.json()["content"] == "written on research\n"
     stop(hub, ALICE.username, "big")
 
@@ -114,7 +118,7 @@ def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, f
     [recreated] = computes_of(fast, ALICE.username)
     assert recreated["name"] == research["name"] and recreated["properties"]["createdOn"] != research["properties"]["createdOn"]
     assert not (machine(instances, recreated).home / "notes-from-old-disk").exists()
-    r = read_through_mount(jupyter(instances, recreated, ca_bundle), "userfiles/notes.txt", ca_bundle)
+    r = read_through_mount(jupyter(instances, recreated, ca_bundle), ALICE, "userfiles/notes.txt", ca_bundle)
     assert r.status_code == 200 and r.json()["content"] == "written on research\n"
     stop(hub, ALICE.username)
 
@@ -134,7 +138,7 @@ def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_
     alice_share = share_name(ALICE.username, ALICE.oid)
     bob_mount = (machine(instances, bobs).home / "userfiles").resolve()
     assert bob_mount == Path(fast.files_share_path(STORAGE.name, share_name(BOB.username, BOB.oid))).resolve()
-    r = read_through_mount(jupyter(instances, bobs, ca_bundle), "userfiles/notes.txt", ca_bundle)
+    r = read_through_mount(jupyter(instances, bobs, ca_bundle), BOB, "userfiles/notes.txt", ca_bundle)
     assert r.status_code == 404  # alice's file is not in bob's space
 
     access = instance_config(hub, BOB.username, bobs["name"]).json()["userspace"]
@@ -259,3 +263,20 @@ def test_spark_kernels_are_configured_on_the_instance_and_run_the_example(hub, f
     assert [r["status"] for r in fabric if r["method"] == "POST" and r["path"].endswith("/sessions")] == [202]
     assert [r["status"] for r in fabric if r["method"] == "DELETE"] == [200]  # the kernel's shutdown ended it
     stop(hub, CAROL.username, "spark")
+
+
+def test_only_the_assigned_user_gets_through_the_instance_gateway(hub, fast, instances, ca_bundle):
+    session = signed_in(hub, ALICE, ca_bundle)
+    spawn(hub, ALICE.username, server="gw")
+    [compute] = computes_of(fast, ALICE.username, "gw")
+    base = jupyter(instances, compute, ca_bundle)
+    anonymous = requests.get(f"{base}/api/contents", verify=ca_bundle, timeout=30)
+    assert anonymous.status_code == 403
+    _, bobs_try = instance_session(f"{base}/lab", BOB.username, ca_bundle)
+    assert bobs_try.status_code == 403 and "assigned to another user" in bobs_try.text
+    _, alices = instance_session(f"{base}/lab", ALICE.username, ca_bundle)
+    assert alices.status_code == 200 and "JupyterLab" in alices.text
+    # The way a browser comes: the hub's redirect, then straight through (alice signed in at Entra already).
+    hop = session.get(f"{hub.url}/user/{ALICE.username}/gw/lab", allow_redirects=False, timeout=30)
+    assert hop.status_code == 302 and hop.headers["Location"].startswith(base)
+    stop(hub, ALICE.username, "gw")
