@@ -43,13 +43,18 @@ class ShareAccess:
         return {"share_url": self.share_url, "mount_path": self.mount_path, "mode": self.mode, "expires_on": self.expires_on, "sas": self.sas}
 
 
-def _share_client(space: UserSpace, share: str) -> ShareClient:
+def _hub_key(space: UserSpace) -> str:
+    """The account key only the hub holds; a clear error when it is not configured."""
     if not space.account_key:
         raise UserSpaceError("the hub has no storage credential for it (set c.UserSpace.account_key).")
+    return space.account_key
+
+
+def _share_client(space: UserSpace, share: str) -> ShareClient:
     return ShareClient(
         account_url=space.account_url,
         share_name=share,
-        credential={"account_name": space.account_name, "account_key": space.account_key},
+        credential={"account_name": space.account_name, "account_key": _hub_key(space)},
         connection_verify=space.ca_bundle or True,
         retry_total=2,
         initial_backoff=1,
@@ -104,12 +109,10 @@ def share_access(space: UserSpace, share: str, now: dt.datetime | None = None) -
     url = space.share_url(share)
     if space.instance_credential == "rbac":
         return ShareAccess(url, space.mount_path, "rbac", int(expiry.timestamp()))
-    if not space.account_key:
-        raise UserSpaceError("the hub has no storage credential for it (set c.UserSpace.account_key).")
     sas = generate_share_sas(
         space.account_name,
         share,
-        space.account_key,
+        _hub_key(space),
         permission=ShareSasPermissions(read=True, create=True, write=True, delete=True, list=True),
         expiry=expiry,
         start=now - dt.timedelta(minutes=5),
