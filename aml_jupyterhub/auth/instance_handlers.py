@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 from jupyterhub import orm
-from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
 from .handlers import BROKER_SCOPE, BrokerAPIHandler
@@ -45,7 +44,9 @@ class HubApp:
     client_id: str
 
 
-class InstanceTokenHandler(APIHandler):
+class InstanceTokenHandler(BrokerAPIHandler):
+    """Authenticated by the instance's identity token in the body, not by a hub token."""
+
     def initialize(self, hub_app: HubApp | None = None) -> None:
         self.hub_app = hub_app
 
@@ -73,12 +74,8 @@ class InstanceTokenHandler(APIHandler):
             scopes=[f"{BROKER_SCOPE}!user={user.name}"],
         )
         self.log.info("Issued an instance token for %s (server %r)", user.name, orm_spawner.name)
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("Content-Type", "application/json")
-        self.finish(
-            json.dumps(
-                {"token": token, "expires_at": int(time.time()) + INSTANCE_TOKEN_SECONDS, "user": user.name, "server": orm_spawner.name}
-            )
+        self.send_secret_json(
+            {"token": token, "expires_at": int(time.time()) + INSTANCE_TOKEN_SECONDS, "user": user.name, "server": orm_spawner.name}
         )
 
 
