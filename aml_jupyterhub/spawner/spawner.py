@@ -182,7 +182,7 @@ class AMLSpawner(Spawner):
         self.workspace_key, self.profile_key = workspace.key, choice.profile.key
         self.compute_id = f"{workspace.arm_id}/computes/{self.compute_name}"
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
-        await self._spark_config()  # invalid Spark settings fail here, not in the instance's startup
+        self._spark_config(choice.profile)  # invalid Spark settings fail here, not in the instance's startup
         await self._prepare_user_space(owner)  # before touching the instance: a storage outage changes nothing
         reflector = self._reflector(workspace)
         current = await self._read(workspace)
@@ -353,7 +353,7 @@ class AMLSpawner(Spawner):
             "user": self.user.name,
             "compute": self.compute_name,
             "userspace": access,
-            "spark": await self._spark_config(),
+            "spark": self._spark_config(next((p for p in await self._profiles() if p.key == self.profile_key), None)),
             "settings": dict(self.instance_settings),
         }
 
@@ -367,8 +367,7 @@ class AMLSpawner(Spawner):
         self.log.info("[%s] share %s %s", self._log_name, self.share, "created" if created else "exists")
         self._persist_state()
 
-    async def _spark_config(self) -> dict[str, Any] | None:
-        profile = next((p for p in await self._profiles() if p.key == self.profile_key), None)
+    def _spark_config(self, profile: Profile | None) -> dict[str, Any] | None:
         raw = {**self.spark, **dict((profile.spark if profile else None) or {})}
         if not raw:
             return None
