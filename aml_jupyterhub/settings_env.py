@@ -16,3 +16,15 @@ def required(name: str) -> str:
 def optional(name: str, default: str = "") -> str:
     """A setting with a default; an empty variable counts as unset."""
     return os.environ.get(name, "").strip() or default
+
+
+def workspace_from_env(key: str = "main") -> dict[str, dict[str, str]]:
+    """``AMLSpawner.workspaces`` for one workspace named by ``AML_WORKSPACE_*``."""
+    return {
+        key: {
+            "subscription_id": required("AML_WORKSPACE_SUBSCRIPTION_ID"),
+            "resource_group": required("AML_WORKSPACE_RESOURCE_GROUP"),
+            "workspace_name": required("AML_WORKSPACE_NAME"),
+            "location": optional("AML_WORKSPACE_LOCATION", ""),
+        }
+    }

@@ -42,7 +42,7 @@ from aml_jupyterhub.auth import configure_token_broker
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 
-from aml_jupyterhub.settings_env import optional, required  # noqa: E402
+from aml_jupyterhub.settings_env import optional, required, workspace_from_env  # noqa: E402
 
 
 def names(variable, default):
@@ -94,14 +94,7 @@ c.JupyterHub.spawner_class = "aml"
 c.AMLSpawner.arm_url = optional("AML_ARM_URL", "https://management.azure.com")
 c.AMLSpawner.ca_bundle = ca_bundle
 c.AMLSpawner.hub_id = optional("AML_HUB_ID", "jupyterhub")
-c.AMLSpawner.workspaces = {
-    "main": {
-        "subscription_id": required("AML_WORKSPACE_SUBSCRIPTION_ID"),
-        "resource_group": required("AML_WORKSPACE_RESOURCE_GROUP"),
-        "workspace_name": required("AML_WORKSPACE_NAME"),
-        "location": optional("AML_WORKSPACE_LOCATION", ""),
-    }
-}
+c.AMLSpawner.workspaces = workspace_from_env()  # AML_WORKSPACE_*
 c.AMLSpawner.profiles = [
     {"key": "small", "display_name": "Small CPU (4 cores, 14 GB)", "workspace": "main",
      "vm_size": "Standard_DS3_v2", "idle_shutdown_minutes": 60, "default": True},

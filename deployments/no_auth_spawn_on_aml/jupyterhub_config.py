@@ -36,7 +36,7 @@ from aml_jupyterhub.spawner.service_principal import arm_credential_from_env, lo
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 
-from aml_jupyterhub.settings_env import optional, required  # noqa: E402
+from aml_jupyterhub.settings_env import optional, required, workspace_from_env  # noqa: E402
 
 
 c.JupyterHub.bind_url = optional("AML_HUB_BIND_URL", "http://127.0.0.1:8000")
@@ -56,14 +56,7 @@ c.AMLSpawner.owner = owners_from_map(owners)
 c.AMLSpawner.arm_url = optional("AML_ARM_URL", "https://management.azure.com")
 c.AMLSpawner.ca_bundle = optional("AML_CA_BUNDLE")
 c.AMLSpawner.hub_id = optional("AML_HUB_ID", "jupyterhub")
-c.AMLSpawner.workspaces = {
-    "main": {
-        "subscription_id": required("AML_WORKSPACE_SUBSCRIPTION_ID"),
-        "resource_group": required("AML_WORKSPACE_RESOURCE_GROUP"),
-        "workspace_name": required("AML_WORKSPACE_NAME"),
-        "location": optional("AML_WORKSPACE_LOCATION", ""),
-    }
-}
+c.AMLSpawner.workspaces = workspace_from_env()  # AML_WORKSPACE_*
 c.AMLSpawner.profiles = [
     {"key": "small", "display_name": "Small CPU (4 cores, 14 GB)", "workspace": "main",
      "vm_size": "Standard_DS3_v2", "idle_shutdown_minutes": 60, "default": True},

@@ -238,6 +238,7 @@ def test_azure_ad_config_settings(azure_ad_hub):
 # -- env.template ------------------------------------------------------------------------
 def test_env_template_lists_every_variable_the_configs_read():
     configs = [p for p in DEPLOYMENTS.glob("*/jupyterhub_config.py") if p.parent.name != "local_emulator"]
+    configs.append(DEPLOYMENTS.parent / "aml_jupyterhub" / "settings_env.py")  # helpers the configs call
     read = {name for p in configs for name in re.findall(r'(?:required|optional|names)\("([A-Z_]+)"', p.read_text())}
     read |= {f"AML_SP_{n}" for n in ("TENANT_ID", "CLIENT_ID", "CLIENT_SECRET", "AUTHORITY_HOST", "CA_BUNDLE")}
     read |= {"JUPYTERHUB_CRYPT_KEY"}
