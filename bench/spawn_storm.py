@@ -61,8 +61,8 @@ sys.path.insert(0, str(REPO / "tests"))  # for support.hub / support.signin (tes
 
 from aml_jupyterhub.emulator import EmulatorThread, default_config  # noqa: E402
 from aml_jupyterhub.emulator.client import EmulatorControl  # noqa: E402
-from aml_jupyterhub.emulator.config import EmulatorConfig, User, stable_id  # noqa: E402
-from aml_jupyterhub.emulator.server import endpoints_line  # noqa: E402
+from aml_jupyterhub.emulator.core.config import EmulatorConfig, User, stable_id  # noqa: E402
+from aml_jupyterhub.emulator.core.server import endpoints_line  # noqa: E402
 from support.hub import HubProcess, wait_for  # noqa: E402
 from support.signin import hub_sign_in  # noqa: E402
 

@@ -4,7 +4,7 @@ Run it with ``python -m aml_jupyterhub.emulator`` (prints one JSON line with its
 endpoints), or in-process with :class:`EmulatorThread`.
 """
 
-from .config import EmulatorConfig, default_config
-from .server import Emulator, EmulatorThread
+from .core.config import EmulatorConfig, default_config
+from .core.server import Emulator, EmulatorThread
 
 __all__ = ["Emulator", "EmulatorConfig", "EmulatorThread", "default_config"]

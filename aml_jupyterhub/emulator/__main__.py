@@ -10,8 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import EmulatorConfig
-from .server import Emulator, endpoints_line
+from .core.config import EmulatorConfig
+from .core.server import Emulator, endpoints_line
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

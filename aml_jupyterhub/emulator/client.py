@@ -29,7 +29,7 @@ class EmulatorControl:
         self._call("POST", "/reset")
 
     def inject(self, **fault: Any) -> int:
-        """Add a fault (see :class:`aml_jupyterhub.emulator.faults.Fault`); returns its id."""
+        """Add a fault (see :class:`aml_jupyterhub.emulator.core.faults.Fault`); returns its id."""
         return self._call("POST", "/faults", json=fault)["id"]
 
     def faults(self) -> list[dict[str, Any]]:

@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
-from .server import EmulatorThread, endpoints_line
+from .core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
+from .core.server import EmulatorThread, endpoints_line
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_PORTS = {"authority": 8441, "graph": 8442, "arm": 8443, "files": 8444, "control": 8445, "instances": 8446, "livy": 8447, "fabric": 8448, "databricks": 8449}

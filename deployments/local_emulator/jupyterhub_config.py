@@ -31,7 +31,7 @@ c.JupyterHub.cleanup_servers = True
 
 # -- sign-in: delegated Entra ID (emulated) -----------------------------------
 from aml_jupyterhub.auth import configure_token_broker  # noqa: E402
-from aml_jupyterhub.emulator.config import default_config  # noqa: E402
+from aml_jupyterhub.emulator.core.config import default_config  # noqa: E402
 
 c.JupyterHub.authenticator_class = "azuread-delegated"
 auth = c.AzureAdDelegatedAuthenticator

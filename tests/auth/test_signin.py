@@ -11,8 +11,8 @@ import jwt
 import pytest
 import requests
 
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_SECRET, default_config
-from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_SECRET, default_config
+from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.hub import HubProcess
 from support.signin import hub_sign_in, submit_credentials
 

@@ -14,7 +14,7 @@ import re
 
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from aml_jupyterhub.emulator.config import default_config
+from aml_jupyterhub.emulator.core.config import default_config
 from support.browser import (
     HUB_TIMEOUT_MS,
     LAB_TIMEOUT_MS,

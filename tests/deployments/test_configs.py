@@ -11,8 +11,8 @@ import pytest
 import requests
 from traitlets.config.loader import PyFileConfigLoader
 
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config, stable_id
-from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config, stable_id
+from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.arm_fixtures import FAST
 from support.hub import DEPLOYMENTS, HubProcess, wait_for
 from support.signin import hub_sign_in, login_form

@@ -16,7 +16,7 @@ import requests
 
 from aml_jupyterhub.emulator import EmulatorThread, default_config
 from aml_jupyterhub.emulator.client import EmulatorControl
-from aml_jupyterhub.emulator.compute_model import STATES
+from aml_jupyterhub.emulator.arm.model import STATES
 from support.arm_fixtures import ARM_SCOPE, FAST, arm_request, unique_name
 from support.hub import wait_for
 

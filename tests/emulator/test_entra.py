@@ -15,8 +15,8 @@ from oauthenticator.azuread import AzureAdOAuthenticator
 from tornado.httpclient import HTTPClientError
 
 from aml_jupyterhub.emulator import EmulatorThread, default_config
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from aml_jupyterhub.emulator.entra import digest
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from aml_jupyterhub.emulator.entra.model import digest
 from support.entra_fixtures import (
     ARM_SCOPE,
     DIRECTORY,

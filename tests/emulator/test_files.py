@@ -20,10 +20,10 @@ from azure.storage.fileshare import (
     generate_share_sas,
 )
 
-from aml_jupyterhub.emulator.config import default_config
-from aml_jupyterhub.emulator.file_store import GIB
-from aml_jupyterhub.emulator.storage_auth import header_sort_key
-from aml_jupyterhub.emulator.storage_sas import account_string_to_sign, service_string_to_sign
+from aml_jupyterhub.emulator.core.config import default_config
+from aml_jupyterhub.emulator.files.model import GIB
+from aml_jupyterhub.emulator.files.auth import header_sort_key
+from aml_jupyterhub.emulator.files.sas import account_string_to_sign, service_string_to_sign
 
 ACCOUNT = "userfilesdemo"
 ALICE = default_config().user("alice@contoso.example")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from traitlets.config import Config
 
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
 from aml_jupyterhub.hubdb import (
     POSTGRES_SCOPE,
     EntraTokenProvider,

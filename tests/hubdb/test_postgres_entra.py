@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
-from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
+from aml_jupyterhub.emulator.core.server import endpoints_line
 from aml_jupyterhub.hubdb import EntraTokenProvider, credential_from_env
 from support.hub import HubProcess, wait_for
 from support.postgres_fixtures import EntraRolePasswords, PostgresServer

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from aml_jupyterhub.emulator.config import default_config
+from aml_jupyterhub.emulator.core.config import default_config
 from support.spark_fixtures import token_fetches
 
 ALICE = default_config().user("alice@contoso.example")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jwt
 
-from aml_jupyterhub.emulator.config import default_config
-from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.emulator.core.config import default_config
+from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.hub import HubProcess
 from support.signin import hub_sign_in
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from aml_jupyterhub.emulator.livy_model import store
+from aml_jupyterhub.emulator.livy.model import store
 from support.hub import wait_for
 from support.spark_fixtures import FABRIC_SCOPE
 

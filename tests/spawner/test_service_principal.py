@@ -9,7 +9,7 @@ import jwt
 import pytest
 from azure.core.credentials import AccessToken
 
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config, stable_id
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config, stable_id
 from aml_jupyterhub.spawner import Owner
 from aml_jupyterhub.spawner.service_principal import (
     ARM_SCOPE,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from aml_jupyterhub.emulator.config import default_config
-from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.emulator.core.config import default_config
+from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.arm_fixtures import FAST
 from support.hub import HubProcess, wait_for
 from support.signin import hub_sign_in

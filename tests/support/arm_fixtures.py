@@ -14,7 +14,7 @@ import requests
 from azure.core.credentials import AccessToken
 
 from aml_jupyterhub.emulator.client import EmulatorControl
-from aml_jupyterhub.emulator.compute_model import API_VERSION
+from aml_jupyterhub.emulator.arm.model import API_VERSION
 
 ARM_SCOPE = "https://management.azure.com/user_impersonation"
 FAST = {"create": 0.3, "setup": 0.2, "start": 0.3, "stop": 0.3, "restart": 0.3, "delete": 0.2, "lro_retry_after": None}

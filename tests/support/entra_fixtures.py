@@ -24,7 +24,7 @@ import requests
 
 from aml_jupyterhub.emulator import EmulatorThread
 from aml_jupyterhub.emulator.client import EmulatorControl
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, default_config
 from support.signin import submit_credentials
 
 DIRECTORY = default_config()

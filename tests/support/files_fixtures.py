@@ -13,7 +13,7 @@ from azure.storage.fileshare import ShareClient, ShareServiceClient
 
 from aml_jupyterhub.emulator import EmulatorThread
 from aml_jupyterhub.emulator.client import EmulatorControl
-from aml_jupyterhub.emulator.config import StorageAccount
+from aml_jupyterhub.emulator.core.config import StorageAccount
 
 ACCOUNT = "userfilesdemo"
 STORAGE_SCOPE = "https://storage.azure.com/user_impersonation"

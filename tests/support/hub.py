@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from aml_jupyterhub.emulator.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = REPO / "deployments"

@@ -32,8 +32,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from aml_jupyterhub.emulator.tokens import RESOURCES_BY_KEY
-from aml_jupyterhub.emulator.tls import ensure_tls
+from aml_jupyterhub.emulator.core.tokens import RESOURCES_BY_KEY
+from aml_jupyterhub.emulator.core.tls import ensure_tls
 from support.hub import free_port
 
 ENTRA_GROUP = "entra_principals"  # roles in it must use TLS (pg_hba), like Azure's Entra roles

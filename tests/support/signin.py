@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from aml_jupyterhub.emulator.config import default_config
+from aml_jupyterhub.emulator.core.config import default_config
 
 USERNAME_FIELDS = ("username", "login", "loginfmt", "email")
 

@@ -21,7 +21,7 @@ import pytest
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
-from aml_jupyterhub.emulator import livy_executor
+from aml_jupyterhub.emulator.livy import executor as livy_executor
 from aml_jupyterhub.emulator.client import EmulatorControl
 from aml_jupyterhub.spark import install_kernelspecs, parse_spark_settings, sparkmagic_config, write_sparkmagic_config
 

@@ -1,0 +1,5 @@
+"""Emulated Microsoft Graph: ``/me``, group membership, overage resolution."""
+
+from .routes import routes
+
+__all__ = ["routes"]

@@ -1,0 +1,264 @@
+"""The emulated compute-instance runtime: what Azure does inside a running instance.
+
+When an emulated instance is about to reach Running, the state machine asks
+this runtime to bring it up, and Running follows only once it is up:
+
+1. a sandbox home directory (kept while the instance exists, as its OS disk is;
+   removed when it is deleted);
+2. the instance's startup script (``setupScripts.scripts.startupScript``,
+   inline, base64) runs in it with ``bash``, with the environment an Azure ML
+   instance gives (``MSI_ENDPOINT``/``MSI_SECRET`` for its managed identity,
+   ``CI_NAME``); a non-zero exit fails the start with the script's output;
+3. a real Jupyter server (JupyterLab) serves HTTPS on a port of its own, the
+   stand-in for ``https://<name>.<region>.instances.azureml.ms``: that URL is
+   what the instance's ``applications`` advertise.
+
+Leaving Running stops the server. What only Azure can do is shimmed: the
+managed-identity endpoint is the emulator's ``instances`` service, and a share
+"mount" is a symlink to the emulated share's directory, granted only to a
+caller whose credential Azure Files accepts (:mod:`aml_jupyterhub.emulator.files.mount`).
+
+The Azure ML gateway's sign-in is played by the Jupyter server's identity
+provider (:mod:`aml_jupyterhub.emulator.instances.gateway`): only the assigned user, signed in at the emulated
+Entra ID, gets in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from ..core.config import GATEWAY_CLIENT_ID
+from ..core.instance_host import (
+    SERVING,
+    StartupFailed,
+    application_endpoints,
+    inner,
+    startup_script,
+)
+from ..core.tls import TLSFiles
+
+log = logging.getLogger("aml_jupyterhub.emulator.instances")
+
+SCRIPT_TIMEOUT = re.compile(r"^(\d+)([smh]?)$")
+SERVER_READY_SECONDS = 60.0
+#: Environment variables a process on an instance inherits from the machine (nothing else leaks in).
+INHERITED = ("PATH", "LANG", "LC_ALL", "JAVA_HOME", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
+
+
+@dataclass
+class Instance:
+    """One emulated instance's machine: its home, Jupyter port and managed identity."""
+
+    name: str
+    resource_id: str
+    root: Path
+    port: int
+    msi_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    principal_id: str = ""
+    tenant_id: str = ""
+    assigned_oid: str = ""  # the only user the gateway lets in
+    assigned_tenant: str = ""
+    server: asyncio.subprocess.Process | None = None
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def script_timeout(value: str | None, default: float = 15 * 60) -> float:
+    """Seconds of a setup script's ``timeout`` (``"15m"``, ``"90s"``, ``"1h"``)."""
+    match = SCRIPT_TIMEOUT.match(str(value or "").strip())
+    if not match:
+        return default
+    return int(match.group(1)) * {"": 60, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+class InstanceRuntime:
+    """Brings emulated instances up and down; one per emulator."""
+
+    def __init__(self, state: Any, tls: TLSFiles, root: Path, jupyter_app: str = "jupyterlab") -> None:
+        self.state = state
+        self.tls = tls
+        self.root = root
+        self.jupyter_app = jupyter_app
+        self.instances: dict[str, Instance] = {}  # resource id (lower) -> machine
+
+    # -- what the compute model asks -----------------------------------------------------
+    def endpoint(self, resource: dict[str, Any]) -> str | None:
+        """The base URL of the instance's Jupyter, or None when it has no machine here."""
+        machine = self.instances.get(resource["id"].lower())
+        return f"https://127.0.0.1:{machine.port}" if machine else None
+
+    def machine(self, resource: dict[str, Any]) -> Instance:
+        key = resource["id"].lower()
+        if key not in self.instances:
+            identity = resource.get("identity") or {}
+            assigned = (inner(resource).get("personalComputeInstanceSettings") or {}).get("assignedUser") or {}
+            root = self.root / re.sub(r"[^a-z0-9-]", "-", resource["name"].lower())
+            self.instances[key] = Instance(
+                resource["name"], resource["id"], root, _free_port(), principal_id=identity.get("principalId", ""),
+                tenant_id=identity.get("tenantId", ""), assigned_oid=assigned.get("objectId", ""),
+                assigned_tenant=assigned.get("tenantId", ""),
+            )  # fmt: skip
+        return self.instances[key]
+
+    def by_msi_secret(self, secret: str) -> Instance | None:
+        return next((m for m in self.instances.values() if secrets.compare_digest(m.msi_secret, secret)), None)
+
+    async def bring_up(self, resource: dict[str, Any]) -> None:
+        """Home, startup script, Jupyter server; raises :class:`StartupFailed`."""
+        machine = self.machine(resource)
+        await self.shut_down(resource)
+        machine.home.mkdir(parents=True, exist_ok=True)
+        machine.logs.mkdir(parents=True, exist_ok=True)
+        script = startup_script(resource)
+        if script:
+            await self._run_script(machine, script)
+        await self._start_server(machine)
+
+    async def shut_down(self, resource: dict[str, Any]) -> None:
+        machine = self.instances.get(resource["id"].lower())
+        if machine and machine.server and machine.server.returncode is None:
+            machine.server.terminate()
+            try:
+                await asyncio.wait_for(machine.server.wait(), 10)
+            except asyncio.TimeoutError:
+                machine.server.kill()
+        if machine:
+            machine.server = None
+
+    def on_state(self, resource: dict[str, Any]) -> None:
+        """A state change: a machine that stops serving stops its Jupyter server."""
+        if inner(resource).get("state") not in SERVING and resource["id"].lower() in self.instances:
+            asyncio.get_running_loop().create_task(self.shut_down(resource))
+
+    async def forget(self, resource: dict[str, Any]) -> None:
+        """The instance was deleted: its machine and disk go with it."""
+        await self.shut_down(resource)
+        machine = self.instances.pop(resource["id"].lower(), None)
+        if machine:
+            shutil.rmtree(machine.root, ignore_errors=True)
+
+    def revive(self) -> None:
+        """After an emulator restart on its data dir: bring running instances' machines back up."""
+        for record in self.state.section("computes").values():
+            resource = record["resource"]
+            if inner(resource).get("state") in SERVING and not record.get("pending"):
+                asyncio.get_running_loop().create_task(self._revive(resource))
+
+    async def _revive(self, resource: dict[str, Any]) -> None:
+        try:
+            await self.bring_up(resource)
+        except StartupFailed as e:
+            log.warning("Instance %s did not come back after the restart: %s", resource["name"], e)
+        inner(resource)["applications"] = application_endpoints(self, resource)  # its new port
+        self.state.mark_dirty()
+
+    async def stop_all(self) -> None:
+        for machine in list(self.instances.values()):
+            if machine.server and machine.server.returncode is None:
+                machine.server.kill()
+                await machine.server.wait()
+
+    # -- the machine ---------------------------------------------------------------------
+    def environment(self, machine: Instance) -> dict[str, str]:
+        """What every process on the instance sees: no hub or test secrets, the machine's identity endpoint."""
+        env = {k: os.environ[k] for k in INHERITED if k in os.environ}
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
+        env.update(
+            HOME=str(machine.home),
+            USER="azureuser",
+            CI_NAME=machine.name,
+            MSI_ENDPOINT=f"{self.state.urls['instances']}/MSI/auth",
+            MSI_SECRET=machine.msi_secret,
+            # The instance trusts the emulator's CA as an Azure VM trusts public CAs.
+            REQUESTS_CA_BUNDLE=str(self.tls.ca_bundle),
+            SSL_CERT_FILE=str(self.tls.ca_bundle),
+            AML_EMULATOR_INSTANCE="1",
+        )
+        return env
+
+    async def _run_script(self, machine: Instance, script: dict[str, Any]) -> None:
+        if script.get("scriptSource") != "inline":
+            raise StartupFailed(
+                f"Startup script source {script.get('scriptSource')!r} is not supported by the emulator (inline only)."
+            )
+        path = machine.root / "startup.sh"
+        path.write_bytes(base64.b64decode(script.get("scriptData") or ""))
+        args = str(script.get("scriptArguments") or "").split()
+        log_path = machine.logs / "startup.log"
+        with open(log_path, "ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                "bash", str(path), *args, cwd=machine.home, env=self.environment(machine), stdout=out, stderr=out,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                code = await asyncio.wait_for(process.wait(), script_timeout(script.get("timeout")))
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+                raise StartupFailed(f"The startup script did not finish within {script.get('timeout')}.") from None
+        if code != 0:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise StartupFailed(f"The startup script exited with code {code}: " + " | ".join(tail))
+
+    async def _start_server(self, machine: Instance) -> None:
+        argv = [
+            sys.executable, "-m", self.jupyter_app, "--no-browser", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={machine.port}", "--ServerApp.port_retries=0",
+            f"--ServerApp.certfile={self.tls.server_chain}", f"--ServerApp.keyfile={self.tls.server_key}",
+            f"--ServerApp.root_dir={machine.home}", "--ServerApp.terminals_enabled=True",
+            # The Azure ML gateway: only the assigned user, signed in with (emulated) Entra ID, gets in.
+            "--ServerApp.identity_provider_class=aml_jupyterhub.emulator.instances.gateway.GatewayIdentityProvider",
+            f"--GatewayIdentityProvider.authority={self.state.urls['authority']}/{machine.assigned_tenant}",
+            f"--GatewayIdentityProvider.client_id={GATEWAY_CLIENT_ID}",
+            f"--GatewayIdentityProvider.assigned_oid={machine.assigned_oid}",
+            f"--GatewayIdentityProvider.ca_bundle={self.tls.ca_bundle}",
+        ]  # fmt: skip
+        if os.geteuid() == 0:  # CI machines and containers run everything as root
+            argv.append("--ServerApp.allow_root=True")
+        out = open(machine.logs / "jupyter.log", "ab")  # noqa: SIM115 (the server outlives this call)
+        machine.server = await asyncio.create_subprocess_exec(
+            *argv, cwd=machine.home, env=self.environment(machine), stdout=out, stderr=out, start_new_session=True
+        )
+        out.close()
+        await self._wait_for_server(machine)
+
+    async def _wait_for_server(self, machine: Instance) -> None:
+        context = ssl.create_default_context(cafile=str(self.tls.ca_bundle))
+        deadline = asyncio.get_running_loop().time() + SERVER_READY_SECONDS
+        url = f"https://127.0.0.1:{machine.port}/api"
+        while True:
+            if machine.server is None or machine.server.returncode is not None:
+                raise StartupFailed("Jupyter did not start on the instance (see its jupyter.log).")
+            try:
+                await AsyncHTTPClient().fetch(HTTPRequest(url, ssl_options=context, request_timeout=5))
+                return
+            except (HTTPClientError, OSError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StartupFailed(f"Jupyter did not answer within {SERVER_READY_SECONDS:.0f} s.") from None
+                await asyncio.sleep(0.2)  # a server starting up: poll its /api
