@@ -23,6 +23,7 @@ from tornado import web
 
 from .handlers import BROKER_SCOPE, BrokerAPIHandler
 from .id_token import IdTokenError, OpenIdConfiguration, validate_instance_identity
+from .provenance import new_self_held_token
 
 INSTANCE_TOKEN_SECONDS = 3600
 
@@ -68,7 +69,8 @@ class InstanceTokenHandler(BrokerAPIHandler):
             self.log.warning("Instance identity for %s: no server of this hub owns it", claims["xms_mirid"])
             raise web.HTTPError(403, "No server of this hub owns that compute instance.")
         user = self.users[orm_spawner.user]
-        token = user.new_api_token(
+        token = new_self_held_token(
+            user,
             note=f"aml-jupyterhub instance {claims['xms_mirid'].rsplit('/', 1)[-1]}",
             expires_in=INSTANCE_TOKEN_SECONDS,
             scopes=[f"{BROKER_SCOPE}!user={user.name}"],
