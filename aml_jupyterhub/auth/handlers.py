@@ -66,7 +66,7 @@ class TokenBrokerHandler(BrokerAPIHandler):
         except NeedsLogin:
             raise web.HTTPError(401, "Your Entra ID sign-in has expired or was revoked: log in to the hub again.") from None
         except TokenUnavailable as e:
-            raise web.HTTPError(502, f"Entra ID did not issue a token: {e}") from None
+            raise web.HTTPError(502, f"Microsoft Entra ID did not issue a token: {e}") from None
         self.send_secret_json({"access_token": token.token, "expires_on": token.expires_on, "resource": resource})
 
 
