@@ -42,8 +42,10 @@ class BrokerAPIHandler(APIHandler):
         allowed = BROKER_SCOPE in self.expanded_scopes or f"{BROKER_SCOPE}!user={user.name}" in self.expanded_scopes
         if user.kind != "user" or not allowed:
             raise web.HTTPError(403, f"This token lacks the {BROKER_SCOPE} scope for its user.")
-        if not is_self_held(self.get_token(), self.settings):
-            self.log.warning("Token broker refused %s: the token was not made by or for %s themself", user.name, user.name)
+        token = self.get_token()
+        if not is_self_held(token, self.settings):
+            token_id = token.api_id if token is not None else "?"
+            self.log.warning("Token broker refused token %s of %s: not one they hold for themself", token_id, user.name)
             raise web.HTTPError(403, NOT_SELF_HELD)
         return user
 
