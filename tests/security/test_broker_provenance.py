@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from aml_jupyterhub.auth.handlers import BROKER_SCOPE
-from aml_jupyterhub.emulator.server import endpoints_line
+from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.aml_hub import ALICE, BOB, signed_in
 from support.hub import HubProcess, wait_for
 from support.own_tokens import own_token, own_token_response
