@@ -292,10 +292,16 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
 
     # -- handlers ----------------------------------------------------------------
     def get_handlers(self, app: Any) -> list:
+        from ..pages import spawn_page_handlers
         from .handlers import TokenBrokerHandler
         from .instance_handlers import instance_handlers
 
-        return [*super().get_handlers(app), (r"/api/aml/tokens/([^/]+)", TokenBrokerHandler), *instance_handlers()]
+        return [
+            *super().get_handlers(app),
+            (r"/api/aml/tokens/([^/]+)", TokenBrokerHandler),
+            *instance_handlers(),
+            *spawn_page_handlers(),
+        ]
 
 
 def keep_newest_tokens(authenticator: Any, auth_model: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:
