@@ -22,6 +22,7 @@ from .broker import DelegatedTokens, NeedsLogin, TokenUnavailable, next_generati
 from .entra_client import EntraError, EntraTokenClient, EntraUnavailable
 from .groups import GraphGroups
 from .id_token import IdTokenError, OpenIdConfiguration, validate_id_token
+from .not_allowed import CallbackHandler, LoginHandler, NotAllowed, NotAllowedHandler
 from .resources import DEFAULT_RESOURCES
 
 OIDC_SCOPES = ["openid", "profile", "offline_access"]
@@ -32,6 +33,8 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
     """Sign in with Entra ID and keep the user's delegated tokens for the hub to act as them."""
 
     login_service = Unicode("Microsoft Entra ID", config=True, help="Name shown on the login button.")
+    login_handler = LoginHandler
+    callback_handler = CallbackHandler
 
     authority_host = Unicode(
         "https://login.microsoftonline.com",
@@ -265,12 +268,7 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
         if await super().check_allowed(username, auth_model):
             return True
-        groups = ", ".join(sorted(self.allowed_groups)) or "(none configured)"
-        raise web.HTTPError(
-            403,
-            f"{username} is signed in but not allowed to use this hub. "
-            f"Ask your administrator to add you to one of these groups: {groups}.",
-        )
+        raise NotAllowed(username)  # the callback sends the browser to the /hub/not-allowed page
 
     # -- refresh ---------------------------------------------------------------
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
@@ -301,6 +299,7 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
             (r"/api/aml/tokens/([^/]+)", TokenBrokerHandler),
             *instance_handlers(),
             *spawn_page_handlers(),
+            (r"/not-allowed", NotAllowedHandler),
         ]
 
 
