@@ -13,6 +13,7 @@ import jinja2
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from jupyterhub.user import User as HubUser
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
@@ -352,7 +353,8 @@ class AMLSpawner(Spawner):
                 raise errors.ComputeFailed(name, snapshot.state or "failed", "; ".join(snapshot.errors))
             seen = snapshot.state
             progress, words = _PROGRESS.get(seen or "", 50), _STATE_WORDS.get(seen or "", f"Azure reports your instance as {seen}.")
-            self._emit(progress, words)
+            if progress >= self._progress_so_far():  # the story only moves forward (the instance may have told us more)
+                self._emit(progress, words)
 
     def _connect(self, snapshot: ComputeSnapshot) -> str:
         self.jupyter_url = snapshot.jupyter_url()
@@ -427,12 +429,12 @@ class AMLSpawner(Spawner):
     def _reflector(self, workspace: Workspace) -> WorkspaceReflector:
         reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
         reflector.register(self.user.name, self.arm_credential(self, self.user))
-        Reconciler(self.hub_id, self.db, WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
+        Reconciler(self.hub_id, self._db(), WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
         return reflector
 
     async def _stop_as_owner(self, username: str, snapshot: ComputeSnapshot, workspace: Workspace) -> None:
         """Stop another server's orphaned instance as its owner (for the reconciler)."""
-        orm_user = orm.User.find(self.db, username)
+        orm_user = orm.User.find(self._db(), username)
         if orm_user is None:
             raise errors.SignInExpired(f"no hub user {username}")
         owner = HubUser(orm_user, self.user.settings)
@@ -463,20 +465,26 @@ class AMLSpawner(Spawner):
 
     def _persist_state(self) -> None:
         self.orm_spawner.state = self.get_state()
-        self.db.commit()
+        self._db().commit()
+
+    def _db(self) -> Any:
+        """The hub's session that holds this server's row (``Spawner.db`` is deprecated and warns on every use)."""
+        return object_session(self.orm_spawner)
 
     def _emit(self, progress: int | None, message: str, ready: bool = False) -> None:
         """A progress event in the user's words, with the time since the start; progress never goes back."""
         elapsed = int(time.monotonic() - self._started_at) if self._started_at else 0
         event: dict[str, Any] = {"message": f"[{elapsed // 60}:{elapsed % 60:02d}] {message}", "time": time.time()}
-        high = max((e.get("progress", 0) for e in self._events), default=0)
         if progress is not None:
-            event["progress"] = max(progress, high)
+            event["progress"] = max(progress, self._progress_so_far())
         if ready:
             event["ready"] = True
         self._events.append(event)
         self._events_changed.set()
         self.log.info("[%s] %s", self._log_name, message)
+
+    def _progress_so_far(self) -> int:
+        return max((e.get("progress", 0) for e in self._events), default=0)
 
     def _describe(self, step: Step, current: ComputeSnapshot | None) -> str:
         name = self.compute_name

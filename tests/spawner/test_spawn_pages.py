@@ -90,6 +90,7 @@ def test_form_shows_costs_and_warns_before_a_second_instance(hub, fast, ca_bundl
 
 def test_second_tab_back_button_and_reload_lead_to_the_running_spawns_progress(hub, fast, ca_bundle):
     session = signed_in(hub, ALICE, ca_bundle)
+    since = len(hub.logs())
     fast.update_settings(timings={**FAST, "create": 4.0, "setup": 1.0})
     form_url = f"{hub.url}/hub/spawn/{quote(ALICE.username)}/tabs"
     pending_url = f"/hub/spawn-pending/{ALICE.username}/tabs"
@@ -114,4 +115,6 @@ def test_second_tab_back_button_and_reload_lead_to_the_running_spawns_progress(h
     assert not any(re.search(r"jh-[a-z0-9-]+: [A-Z][a-zA-Z]+$", m) for m in messages), messages  # no raw Azure state names
     progress = [e["progress"] for e in events if "progress" in e]
     assert progress == sorted(progress), progress  # never goes back
+    log = new_log(hub, since)
+    assert "Spawner.db is deprecated" not in log and "likely < 0.8" not in log  # a spawn's log is calm
     stop(hub, ALICE.username, "tabs")
