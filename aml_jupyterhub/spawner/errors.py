@@ -88,11 +88,3 @@ class BadSettings(ComputeError):
     def __init__(self, what: str, detail: str) -> None:
         super().__init__(f"The {what} settings for this server are invalid ({detail}); ask your administrator.")
 
-
-class Cancelled(ComputeError):
-    """The user stopped the server while it was starting."""
-
-    status, label = 400, "cancelled"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"You cancelled this start; your compute instance {name} is stopped once Azure lets it (nothing keeps running).")

@@ -180,11 +180,10 @@ class AMLSpawner(Spawner):
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
         self._started_at = 0.0
-        self._cancelled = False  # stop() was called while start() still ran
 
     # -- the life cycle ---------------------------------------------------------------------
     async def start(self) -> str:
-        self._events, self._started_at, self._cancelled = [], time.monotonic(), False
+        self._events, self._started_at = [], time.monotonic()
         choice = self._choice or await self._choose(self.user_options or {})
         workspace = self._workspaces()[choice.profile.workspace]
         owner = await self.owner(self)
@@ -216,8 +215,6 @@ class AMLSpawner(Spawner):
             reflector.poke()
         elif current is not None and current.state in _STARTING:
             # Cancelled or timed out mid-start: Azure only stops a Running instance, so stop it once it is.
-            self._cancelled = True
-            reflector.poke()  # start() sees the cancel at the next list and ends with a clear message
             self._stop_once_running(workspace, reflector, self._writer(workspace), self.compute_name)
             return
         if not now:
@@ -336,14 +333,11 @@ class AMLSpawner(Spawner):
         assert name is not None
         seen = reflector.get(name).state if reflector.get(name) else None
         while True:
-            changed = lambda s: self._cancelled or (s.state if s else None) != seen or _ready(s)  # noqa: E731
             try:
-                snapshot = await reflector.wait_for(name, changed, self.patience_seconds)
+                snapshot = await reflector.wait_for(name, lambda s: (s.state if s else None) != seen or _ready(s), self.patience_seconds)
             except asyncio.TimeoutError:
                 self._emit(None, "Still waiting: Azure is taking its time, hang on (this can take several minutes).")
                 continue
-            if self._cancelled:
-                raise errors.Cancelled(name)
             if snapshot is None:
                 raise errors.ComputeFailed(name, "gone", "it was deleted while starting")
             if _ready(snapshot):
