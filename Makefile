@@ -5,13 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+PORT ?= 8000
+EMULATOR_PORT ?= 8441
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test setup system-deps bench duplicates clean docs
 
-## demo: start the local Azure emulator and JupyterHub on http://127.0.0.1:8000
+## demo: start the local Azure emulator and JupyterHub on http://127.0.0.1:$(PORT) (`make demo PORT=8080`)
 demo: setup
-	$(BIN)/python -m aml_jupyterhub.emulator.demo
+	@$(BIN)/python -m aml_jupyterhub.emulator.demo --hub-port $(PORT) --emulator-port-base $(EMULATOR_PORT)
 
 ## test: the whole test suite against the local Azure emulator
 test: setup system-deps

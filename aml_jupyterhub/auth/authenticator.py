@@ -23,6 +23,7 @@ from .broker import DelegatedTokens, NeedsLogin, TokenUnavailable, next_generati
 from .entra_client import EntraError, EntraTokenClient, EntraUnavailable
 from .groups import GraphGroups
 from .id_token import IdTokenError, OpenIdConfiguration, validate_id_token
+from .not_allowed import CallbackHandler, LoginHandler, NotAllowed, NotAllowedHandler
 from .provenance import mark_token
 from .resources import DEFAULT_RESOURCES
 
@@ -34,6 +35,8 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
     """Sign in with Entra ID and keep the user's delegated tokens for the hub to act as them."""
 
     login_service = Unicode("Microsoft Entra ID", config=True, help="Name shown on the login button.")
+    login_handler = LoginHandler
+    callback_handler = CallbackHandler
 
     authority_host = Unicode(
         "https://login.microsoftonline.com",
@@ -267,12 +270,7 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
     async def check_allowed(self, username: str, auth_model: dict[str, Any] | None) -> bool:
         if await super().check_allowed(username, auth_model):
             return True
-        groups = ", ".join(sorted(self.allowed_groups)) or "(none configured)"
-        raise web.HTTPError(
-            403,
-            f"{username} is signed in but not allowed to use this hub. "
-            f"Ask your administrator to add you to one of these groups: {groups}.",
-        )
+        raise NotAllowed(username)  # the callback sends the browser to the /hub/not-allowed page
 
     # -- refresh ---------------------------------------------------------------
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
@@ -294,11 +292,14 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
 
     # -- handlers ----------------------------------------------------------------
     def get_handlers(self, app: Any) -> list:
-        """The broker, the instance API, and JupyterHub's token-creation endpoint that marks self-made tokens.
+        """The broker, the instance API, the spawn pages, the 403 page, and JupyterHub's
+        token-creation endpoint that marks self-made tokens.
 
         The authenticator's handlers come before JupyterHub's own, so this
-        ``/api/users/<name>/tokens`` replaces JupyterHub's (a subclass of it).
+        ``/api/users/<name>/tokens`` (a subclass of JupyterHub's) and the spawn
+        pages replace JupyterHub's.
         """
+        from ..pages import spawn_page_handlers
         from .handlers import OwnTokensHandler, TokenBrokerHandler
         from .instance_handlers import instance_handlers
 
@@ -307,6 +308,8 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
             (r"/api/aml/tokens/([^/]+)", TokenBrokerHandler),
             (r"/api/users/([^/]+)/tokens", OwnTokensHandler),
             *instance_handlers(),
+            *spawn_page_handlers(),
+            (r"/not-allowed", NotAllowedHandler),
         ]
 
     async def pre_spawn_start(self, user: Any, spawner: Any) -> None:

@@ -19,6 +19,7 @@ import socket
 from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
+from jupyterhub import __version__
 from tornado import httpserver, netutil, web
 
 
@@ -38,6 +39,8 @@ class _Redirect(web.RequestHandler):
         if target is None:
             raise web.HTTPError(404, "This server is not running, or that is not a path on it.")
         self.set_header("Cache-Control", "no-store")
+        # The hub's own code answers here: say so, or the hub's up-check logs "likely < 0.8" on every spawn.
+        self.set_header("X-JupyterHub-Version", __version__)
         self.redirect(target, status=302)
 
     head = post = get

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+from ..user_errors import UserFacingError
 
-class ComputeError(Exception):
-    """A compute operation failed; ``str(error)`` is written for the user.
 
-    JupyterHub shows an exception's ``jupyterhub_message`` on the spawn page and
-    in API errors instead of a generic 500 text.
-    """
+class ComputeError(UserFacingError):
+    """A compute operation failed; ``str(error)`` is written for the user (see :class:`UserFacingError`)."""
 
     retryable = False
 
-    @property
-    def jupyterhub_message(self) -> str:
-        return str(self)
-
 
 class SignInExpired(ComputeError):
+    status, label = 401, "sign-in"
+
     def __init__(self, detail: str = "") -> None:
         super().__init__(
             "Your Microsoft Entra ID sign-in has expired or was revoked. Log out, sign in again, then start your server."
@@ -25,6 +21,8 @@ class SignInExpired(ComputeError):
 
 
 class PermissionDenied(ComputeError):
+    status, label = 403, "permission"
+
     def __init__(self, detail: str) -> None:
         super().__init__(
             f"Azure refused: you do not have permission for this in the workspace. Ask your administrator for a role "
@@ -33,11 +31,14 @@ class PermissionDenied(ComputeError):
 
 
 class QuotaExceeded(ComputeError):
+    status, label = 403, "quota"
+
     def __init__(self, detail: str) -> None:
         super().__init__(f"The workspace has no quota left for this machine size; choose a smaller one or ask your administrator. (Azure said: {detail})")
 
 
 class Throttled(ComputeError):
+    status, label = 429, "throttled"
     retryable = True
 
     def __init__(self, detail: str = "") -> None:
@@ -45,6 +46,7 @@ class Throttled(ComputeError):
 
 
 class AzureUnavailable(ComputeError):
+    status, label = 503, "azure-unavailable"
     retryable = True
 
     def __init__(self, detail: str) -> None:
@@ -63,6 +65,8 @@ class EntraUnavailable(ComputeError):
 
 
 class ComputeFailed(ComputeError):
+    status, label = 502, "instance-failed"
+
     def __init__(self, name: str, state: str, detail: str) -> None:
         super().__init__(
             f"Your compute instance {name} is {state}: {detail.rstrip('.') or 'Azure gave no reason'}. "
@@ -71,6 +75,8 @@ class ComputeFailed(ComputeError):
 
 
 class NameCollision(ComputeError):
+    status, label = 409, "name-collision"
+
     def __init__(self, name: str) -> None:
         super().__init__(
             f"A compute instance named {name} exists in this region but belongs to someone else; "
@@ -79,6 +85,8 @@ class NameCollision(ComputeError):
 
 
 class BadRequest(ComputeError):
+    status, label = 400, "azure-rejected"
+
     def __init__(self, detail: str) -> None:
         super().__init__(f"Azure rejected the request: {detail}")
 
@@ -86,5 +94,8 @@ class BadRequest(ComputeError):
 class BadSettings(ComputeError):
     """The admin's configuration for this server is invalid (found before anything is created)."""
 
+    status, label = 500, "bad-settings"
+
     def __init__(self, what: str, detail: str) -> None:
         super().__init__(f"The {what} settings for this server are invalid ({detail}); ask your administrator.")
+

@@ -50,6 +50,7 @@ class Profile:
     default: bool = False
     schedules: tuple[Mapping[str, Any], ...] = ()  # azure-ai-ml ComputeStartStopSchedule kwargs
     spark: Mapping[str, Any] | None = None  # Spark kernel settings, merged over AMLSpawner.spark
+    cost_per_hour: float | None = None  # approximate price of an hour, in AMLSpawner.cost_currency (shown only)
 
     def allowed_for(self, user_groups: Iterable[str]) -> bool:
         return not self.groups or bool(set(self.groups) & set(user_groups))
@@ -80,6 +81,9 @@ def parse_profiles(raw: Iterable[Mapping[str, Any]], workspaces: Mapping[str, Wo
         seen.add(p.key)
         if p.workspace not in workspaces:
             raise ProfileError(f"profile {p.key!r} names unknown workspace {p.workspace!r}")
+        cost = p.cost_per_hour
+        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < 1e6):
+            raise ProfileError(f"profile {p.key!r}: cost_per_hour must be a number >= 0 (or left out), not {cost!r}")
         if not MIN_IDLE_MINUTES <= p.idle_shutdown_minutes <= MAX_IDLE_MINUTES:
             raise ProfileError(
                 f"profile {p.key!r}: idle_shutdown_minutes must be {MIN_IDLE_MINUTES}..{MAX_IDLE_MINUTES} (Azure's range)"

@@ -13,6 +13,7 @@ import jinja2
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from jupyterhub.user import User as HubUser
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
@@ -27,7 +28,7 @@ from .reconcile import Reconciler
 from .reflector import WorkspaceReflector
 from .slugs import compute_instance_name
 from .snapshots import ComputeSnapshot
-from .specs import Owner, compute_instance_spec, ownership_tags
+from .specs import TAG_SERVER, Owner, compute_instance_spec, owned_by, ownership_tags
 from .startup import InlineScript, startup_script
 from .states import Phase
 
@@ -74,7 +75,9 @@ class AMLSpawner(Spawner):
         help="""Compute profiles users choose from (a list of dicts, or a callable/async
         callable taking the spawner). Keys: key, display_name, workspace (a key of
         `workspaces`), vm_size, description, idle_shutdown_minutes (15..4320),
-        groups (JupyterHub groups that may use it; empty: all), default, schedules.""",
+        groups (JupyterHub groups that may use it; empty: all), default, schedules,
+        spark, cost_per_hour (optional: the approximate price of an hour of the VM in
+        `cost_currency`, shown on the form; look it up for your region and agreement).""",
     )
     arm_url = Unicode("https://management.azure.com", config=True, help="Azure Resource Manager endpoint.")
     ca_bundle = Unicode("", config=True, help="CA bundle for ARM (the local emulator's); empty: the system's.")
@@ -100,6 +103,12 @@ class AMLSpawner(Spawner):
     azure_timeout_seconds = Float(60.0, config=True, help="Timeout of each Azure call.")
     stop_wait_seconds = Float(300.0, config=True, help="How long stop() waits for Stopped before returning anyway.")
     patience_seconds = Float(60.0, config=True, help="After this long without a state change, tell the user it is still on its way.")
+    form_wait_seconds = Float(
+        3.0, config=True, help="How long the options form waits for a first list of the user's instances (after a hub restart)."
+    )
+    cost_currency = Unicode(
+        "USD", config=True, help="Currency of the profiles' `cost_per_hour`, shown beside it on the options form."
+    )
     sdk_threads = Integer(16, config=True, help="Worker threads shared by all azure-ai-ml calls of the hub.")
     redirect_port = Integer(0, config=True, help="Port of the hub-wide redirect server on 127.0.0.1 (0: any free port).")
     instance_hub_url = Unicode(
@@ -170,9 +179,11 @@ class AMLSpawner(Spawner):
         self._choice: Choice | None = None
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
+        self._started_at = 0.0
 
     # -- the life cycle ---------------------------------------------------------------------
     async def start(self) -> str:
+        self._events, self._started_at = [], time.monotonic()
         choice = self._choice or await self._choose(self.user_options or {})
         workspace = self._workspaces()[choice.profile.workspace]
         owner = await self.owner(self)
@@ -325,17 +336,19 @@ class AMLSpawner(Spawner):
             try:
                 snapshot = await reflector.wait_for(name, lambda s: (s.state if s else None) != seen or _ready(s), self.patience_seconds)
             except asyncio.TimeoutError:
-                self._emit(None, f"Still {seen or 'waiting'}: Azure is taking its time, hang on.")
+                self._emit(None, "Still waiting: Azure is taking its time, hang on (this can take several minutes).")
                 continue
             if snapshot is None:
                 raise errors.ComputeFailed(name, "gone", "it was deleted while starting")
             if _ready(snapshot):
-                self._emit(100, f"{name} is running.", ready=True)
+                self._emit(100, f"Your compute instance {name} is ready: opening JupyterLab.", ready=True)
                 return snapshot
             if snapshot.phase is Phase.FAILED or snapshot.state == "Stopped" and seen not in (None, "Stopped"):
                 raise errors.ComputeFailed(name, snapshot.state or "failed", "; ".join(snapshot.errors))
             seen = snapshot.state
-            self._emit(_PROGRESS.get(seen or "", 50), f"{name}: {seen}")
+            progress, words = _PROGRESS.get(seen or "", 50), _STATE_WORDS.get(seen or "", f"Azure reports your instance as {seen}.")
+            if progress >= self._progress_so_far():  # the story only moves forward (the instance may have told us more)
+                self._emit(progress, words)
 
     def _connect(self, snapshot: ComputeSnapshot) -> str:
         self.jupyter_url = snapshot.jupyter_url()
@@ -348,6 +361,8 @@ class AMLSpawner(Spawner):
     async def instance_config(self) -> dict[str, Any]:
         """The user space's share with a fresh share-scoped credential, and the Spark kernels' settings."""
         space = UserSpace(parent=self)
+        if self._events and not self._events[-1].get("ready"):
+            self._emit(80, "Mounting your files and setting up your Spark kernels on the instance.")
         access = share_access(space, self.share).as_json() if space.enabled and self.share else None
         return {
             "user": self.user.name,
@@ -408,12 +423,12 @@ class AMLSpawner(Spawner):
     def _reflector(self, workspace: Workspace) -> WorkspaceReflector:
         reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
         reflector.register(self.user.name, self.arm_credential(self, self.user))
-        Reconciler(self.hub_id, self.db, WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
+        Reconciler(self.hub_id, self._db(), WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
         return reflector
 
     async def _stop_as_owner(self, username: str, snapshot: ComputeSnapshot, workspace: Workspace) -> None:
         """Stop another server's orphaned instance as its owner (for the reconciler)."""
-        orm_user = orm.User.find(self.db, username)
+        orm_user = orm.User.find(self._db(), username)
         if orm_user is None:
             raise errors.SignInExpired(f"no hub user {username}")
         owner = HubUser(orm_user, self.user.settings)
@@ -444,24 +459,33 @@ class AMLSpawner(Spawner):
 
     def _persist_state(self) -> None:
         self.orm_spawner.state = self.get_state()
-        self.db.commit()
+        self._db().commit()
+
+    def _db(self) -> Any:
+        """The hub's session that holds this server's row (``Spawner.db`` is deprecated and warns on every use)."""
+        return object_session(self.orm_spawner)
 
     def _emit(self, progress: int | None, message: str, ready: bool = False) -> None:
-        event: dict[str, Any] = {"message": message, "time": time.time()}
+        """A progress event in the user's words, with the time since the start; progress never goes back."""
+        elapsed = int(time.monotonic() - self._started_at) if self._started_at else 0
+        event: dict[str, Any] = {"message": f"[{elapsed // 60}:{elapsed % 60:02d}] {message}", "time": time.time()}
         if progress is not None:
-            event["progress"] = progress
+            event["progress"] = max(progress, self._progress_so_far())
         if ready:
             event["ready"] = True
         self._events.append(event)
         self._events_changed.set()
         self.log.info("[%s] %s", self._log_name, message)
 
+    def _progress_so_far(self) -> int:
+        return max((e.get("progress", 0) for e in self._events), default=0)
+
     def _describe(self, step: Step, current: ComputeSnapshot | None) -> str:
         name = self.compute_name
         return {
-            Step.CREATE: f"Creating your compute instance {name} (about 5 minutes).",
-            Step.START: f"Starting your compute instance {name}.",
-            Step.WAIT: f"Your compute instance {name} is {current.state if current else 'on its way'}; waiting.",
+            Step.CREATE: f"Creating your compute instance {name} (Azure usually takes about 5 minutes).",
+            Step.START: f"Starting your compute instance {name} (usually a minute or two).",
+            Step.WAIT: f"Your compute instance {name} is on its way; waiting for it.",
             Step.START_WHEN_STOPPED: f"Your compute instance {name} is stopping; it will start again once stopped.",
             Step.CREATE_WHEN_GONE: f"Your compute instance {name} is being deleted; a new one follows.",
             Step.RECREATE: f"Replacing your compute instance {name} with a new one.",
@@ -476,12 +500,28 @@ class AMLSpawner(Spawner):
     async def _render_options_form(spawner: AMLSpawner) -> str:
         groups = [g.name for g in spawner.user.groups]
         mine = [p for p in await spawner._profiles() if p.allowed_for(groups)]
-        if len(mine) <= 1 and not spawner.compute_name:
-            return ""  # nothing to choose: skip the form
+        own, others = await spawner._known_instances(mine)
+        if len(mine) <= 1 and not own and not others:
+            return ""  # nothing to choose or to warn about: skip the form
         selected = spawner.profile_key or next((p.key for p in mine if p.default), mine[0].key if mine else None)
         return _TEMPLATES.get_template("options_form.html").render(
-            profiles=mine, workspaces=spawner._workspaces(), selected=selected, existing=spawner.compute_name
-        )
+            profiles=mine, workspaces=spawner._workspaces(), selected=selected, own=own, others=others,
+            profile_names={p.key: p.display_name for p in mine}, currency=spawner.cost_currency,
+        )  # fmt: skip
+
+    async def _known_instances(self, profiles: list[Profile]) -> tuple[list[ComputeSnapshot], list[ComputeSnapshot]]:
+        """This user's instances made by this hub, from the shared cache: (this server's, other servers')."""
+        found: list[ComputeSnapshot] = []
+        for key in sorted({p.workspace for p in profiles}):
+            try:
+                reflector = self._reflector(self._workspaces()[key])
+                await reflector.wait_synced(self.form_wait_seconds)
+            except (errors.ComputeError, asyncio.TimeoutError) as e:
+                self.log.info("[%s] the form shows no instances of %s: %s", self._log_name, key, e)
+                continue
+            found += [s for s in reflector.snapshots.values() if owned_by(s.tags, self.hub_id, self.user.name)]
+        own = [s for s in found if s.tags.get(TAG_SERVER, "") == self.name]
+        return own, [s for s in found if s.tags.get(TAG_SERVER, "") != self.name]
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         try:
@@ -492,7 +532,19 @@ class AMLSpawner(Spawner):
 
 _BACKGROUND: set[asyncio.Task] = set()  # cleanups that outlive their spawner call
 _STARTING = frozenset({"Creating", "SettingUp", "UserSettingUp", "Starting", "Restarting", "Unknown"})
-_PROGRESS = {"Creating": 20, "SettingUp": 70, "UserSettingUp": 75, "Starting": 50, "Restarting": 50, "Stopping": 10, "Stopped": 15}
+_PROGRESS = {"Creating": 20, "SettingUp": 60, "UserSettingUp": 75, "Starting": 40, "Restarting": 40, "Stopping": 10, "Stopped": 15, "Running": 90}
+_STATE_WORDS = {  # what each Azure state means for the person waiting
+    "Creating": "Azure is creating your compute instance.",
+    "SettingUp": "Azure is setting up your compute instance.",
+    "UserSettingUp": "Running your startup script (it prepares your files and Spark kernels).",
+    "Starting": "Starting your compute instance.",
+    "Restarting": "Restarting your compute instance.",
+    "Stopping": "Your compute instance is stopping; it starts again once stopped.",
+    "Stopped": "Your compute instance is stopped; starting it.",
+    "Deleting": "Your old compute instance is being deleted.",
+    "Running": "Your compute instance runs; waiting for JupyterLab.",
+    "Unknown": "Azure is checking on your compute instance.",
+}
 
 
 def _ready(snapshot: ComputeSnapshot | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from azure.ai.ml.entities import (
     AssignedUserConfiguration,
@@ -39,6 +40,11 @@ def ownership_tags(hub_id: str, owner: Owner, server_name: str, profile: Profile
         TAG_SERVER: server_name,
         TAG_PROFILE: profile.key,
     }
+
+
+def owned_by(tags: dict[str, str] | Any, hub_id: str, username: str) -> bool:
+    """Whether an instance's tags say this hub made it for ``username``."""
+    return tags.get(TAG_HUB) == hub_id and tags.get(TAG_USER) == username
 
 
 def compute_instance_spec(

@@ -16,17 +16,19 @@ from azure.core.exceptions import (
 )
 from azure.storage.fileshare import ShareClient, ShareSasPermissions, generate_share_sas
 
+from ..user_errors import UserFacingError
 from .config import UserSpace
 
 OWNER_METADATA = "owner_oid"
 
 
-class UserSpaceError(Exception):
+class UserSpaceError(UserFacingError):
     """The user space cannot be prepared; the message is safe to show the user (no secrets)."""
 
-    @property
-    def jupyterhub_message(self) -> str:
-        return f"Your private file share could not be prepared: {self}"
+    status, label = 503, "user-space"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Your private file share could not be prepared: {detail}")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ endpoints come from the environment, set by ``python -m aml_jupyterhub.emulator.
 - JUPYTERHUB_CRYPT_KEY    encrypts auth_state (the user's tokens)
 - AML_DEMO_HOME           where the demo users' home directories go
 - AML_DEMO_HUB_PORT       the hub's public port (default 8000)
+- AML_DEMO_HUB_API_PORT / AML_DEMO_PROXY_API_PORT  the hub's and the proxy's internal ports
+                          (default: JupyterHub's 8081 and 8001; the demo launcher picks free ones)
 - AML_USERSPACE_ACCOUNT_KEY  the emulated storage account's key (the hub's own credential for shares)
 - AML_DEMO_SPAWNER        "aml" (default) or "simple" (local processes)
 
@@ -27,6 +29,10 @@ hub_url = f"http://127.0.0.1:{port}"
 
 c.JupyterHub.bind_url = hub_url
 c.JupyterHub.hub_ip = "127.0.0.1"
+if os.environ.get("AML_DEMO_HUB_API_PORT"):
+    c.JupyterHub.hub_port = int(os.environ["AML_DEMO_HUB_API_PORT"])
+if os.environ.get("AML_DEMO_PROXY_API_PORT"):
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(os.environ['AML_DEMO_PROXY_API_PORT'])}"
 c.JupyterHub.cleanup_servers = True
 
 # -- sign-in: delegated Entra ID (emulated) -----------------------------------
@@ -61,6 +67,9 @@ if os.environ.get("AML_DEMO_SPAWNER", "aml") == "aml":
     c.AMLSpawner.arm_url = endpoints["arm"]
     c.AMLSpawner.ca_bundle = endpoints["ca_bundle"]
     c.AMLSpawner.hub_id = "demo"
+    # Instances reach the hub at its public URL (through the proxy), as they would in Azure; its
+    # internal port may change from one start to the next, and is written into each new instance.
+    c.AMLSpawner.instance_hub_url = f"{hub_url}/hub/api"
     c.AMLSpawner.poll_interval_seconds = float(os.environ.get("AML_POLL_INTERVAL", "5"))
     c.AMLSpawner.workspaces = {
         w.name: {

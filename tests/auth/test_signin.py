@@ -65,12 +65,29 @@ def test_admin_group_makes_admin(hub, ca_bundle):
     assert hub.api("GET", f"/users/{CAROL.username}").json()["admin"] is True
 
 
-def test_user_outside_allowed_groups_gets_clear_403(hub, ca_bundle):
-    _, callback = hub_sign_in(hub.url, EVE.username, ca_bundle)
-    assert callback.status_code == 403
-    assert "not allowed to use this hub" in callback.text
-    assert "data-scientists" in callback.text
+def test_user_outside_allowed_groups_gets_a_readable_403_with_a_way_out(hub, ca_bundle):
+    session, callback = hub_sign_in(hub.url, EVE.username, ca_bundle)
+    assert callback.status_code == 302 and callback.headers["Location"] == "/hub/not-allowed"
+    for _ in range(2):  # a reload shows the same page (never "OAuth state missing from cookies")
+        page = session.get(f"{hub.url}/hub/not-allowed", timeout=30)
+        assert page.status_code == 403
+        heading = page.text.split("<h1>", 1)[1].split("</h1>", 1)[0]
+        assert "Not allowed" in heading and "groups" not in heading  # a short heading; the text says the rest
+        text = page.text.split("</h1>", 1)[1]
+        assert f"{EVE.username} is signed in at Microsoft Entra ID but is not allowed to use this hub" in text
+        assert "<strong>data-scientists</strong>" in text and "<strong>jupyterhub-admins</strong>" in text
+        assert 'href="/hub/logout"' in text and 'href="/hub/oauth_login?prompt=select_account"' in text
     assert hub.api("GET", f"/users/{EVE.username}").status_code == 404
+
+    # "Sign in with another account": Entra ID asks again instead of signing eve straight back in.
+    same = session.get(f"{hub.url}/hub/oauth_login", allow_redirects=False, timeout=30).headers["Location"]
+    assert session.get(same, verify=ca_bundle, allow_redirects=False, timeout=30).status_code == 302  # eve's Entra session
+    switch = session.get(f"{hub.url}/hub/oauth_login?prompt=select_account", allow_redirects=False, timeout=30)
+    assert "prompt=select_account" in switch.headers["Location"]
+    back = submit_credentials(session, switch.headers["Location"], BOB.username, "password", ca_bundle)  # the form again
+    callback = session.get(back.headers["Location"], allow_redirects=False, timeout=60)
+    assert callback.status_code == 302 and "not-allowed" not in callback.headers["Location"]
+    assert session.get(f"{hub.url}/hub/home", timeout=30).status_code == 200  # bob is in
 
 
 def test_wrong_state_is_rejected(hub, ca_bundle):

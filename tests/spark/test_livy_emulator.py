@@ -189,3 +189,42 @@ def test_injected_faults_use_fabric_and_livy_dialects(fabric, livy, livy_control
     livy_control.inject(service="livy", status=503, count=1)
     unavailable = livy("GET", "/sessions")
     assert unavailable.status_code == 503 and "msg" in unavailable.json()
+
+
+def test_sparkmagic_sql_output_is_json_lines_in_a_standalone_emulator(tmp_path):
+    """What `make demo` runs (no pytest catching warnings): sparkmagic's %%sql statement answers pure JSON lines
+    on its first run, so a notebook's first %%sql cell works."""
+    import json
+    import subprocess
+    import sys
+
+    endpoints_file = tmp_path / "endpoints.json"
+    with open(tmp_path / "emulator.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aml_jupyterhub.emulator", "--data-dir", str(tmp_path / "state"), "--endpoints-file", str(endpoints_file)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        written = lambda: endpoints_file.exists() and endpoints_file.read_text().endswith("\n")  # noqa: E731
+        endpoints = wait_for(lambda: written() and json.loads(endpoints_file.read_text())["emulator"], 60, 0.1, "the emulator")
+        http = requests.Session()
+        http.trust_env = False
+        livy = endpoints["livy"]
+        session = http.post(f"{livy}/sessions", json={"kind": "pyspark"}, verify=endpoints["ca_bundle"], timeout=30).json()
+        state = lambda: http.get(f"{livy}/sessions/{session['id']}", verify=endpoints["ca_bundle"], timeout=30).json()["state"]  # noqa: E731
+        wait_for(lambda: state() == "idle", 180, 0.2, "the Livy session")
+        code = 'import sys\nfor row in spark.sql(u"""SELECT 6 * 7 AS answer """).toJSON(use_unicode=(sys.version_info.major > 2)).take(2500): print(row)'
+        statement = http.post(f"{livy}/sessions/{session['id']}/statements", json={"code": code}, verify=endpoints["ca_bundle"], timeout=30).json()
+        url = f"{livy}/sessions/{session['id']}/statements/{statement['id']}"
+        done = wait_for(lambda: (b := http.get(url, verify=endpoints["ca_bundle"], timeout=30).json())["state"] == "available" and b, 120, 0.2, "the statement")
+        output = done["output"]
+        assert output["status"] == "ok", output
+        lines = output["data"]["text/plain"].splitlines()
+        assert [json.loads(line) for line in lines] == [{"answer": 42}], lines
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)

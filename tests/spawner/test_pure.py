@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from aml_jupyterhub.spawner.connection import instance_root
@@ -111,13 +113,28 @@ def test_options_form_escapes_admin_and_user_supplied_text():
 
     hostile = parse_profiles(
         [{"key": 'x"><script>alert(1)</script>', "display_name": "<script>alert(2)</script>", "workspace": "research",
-          "vm_size": "Standard_DS3_v2", "description": '"><img src=x onerror=alert(3)>'}],
+          "vm_size": "Standard_DS3_v2", "description": '"><img src=x onerror=alert(3)>', "cost_per_hour": 0.5}],
         WORKSPACES,
     )
-    html = _TEMPLATES.get_template("options_form.html").render(
-        profiles=hostile, workspaces=WORKSPACES, selected=None, existing='jh-<b>bold</b>'
-    )
-    assert "<script>" not in html and "<img" not in html and "<b>" not in html
-    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
-    assert 'value="x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
-    assert "jh-&lt;b&gt;bold&lt;/b&gt;" in html
+    own = [ComputeSnapshot("jh-<b>bold</b>", "<i>CreateFailed</i>", tags={"aml-jupyterhub-profile": "<u>p</u>"})]
+    others = [ComputeSnapshot("jh-<b>other</b>", "Running", tags={"aml-jupyterhub-server": "<s>srv</s>"})]
+    for mine, theirs in ((own, []), ([], others)):
+        html = _TEMPLATES.get_template("options_form.html").render(
+            profiles=hostile, workspaces=WORKSPACES, selected=None, own=mine, others=theirs, profile_names={},
+            currency="<em>EUR</em>",
+        )  # fmt: skip
+        assert "<script>alert" not in html and "<img" not in html
+        assert not re.search(r"<(b|i|u|s|em)>", html), html
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+        assert 'value="x&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
+        assert "about 0.50 &lt;em&gt;EUR&lt;/em&gt; an hour" in html
+    assert "jh-&lt;b&gt;other&lt;/b&gt;" in html and "&lt;s&gt;srv&lt;/s&gt;" in html
+
+
+@pytest.mark.parametrize("cost", [-1, "cheap", True, float("inf")])
+def test_a_profiles_cost_must_be_a_number(cost):
+    with pytest.raises(ProfileError, match="cost_per_hour must be a number"):
+        parse_profiles(
+            [{"key": "p", "display_name": "P", "workspace": "research", "vm_size": "Standard_DS3_v2", "cost_per_hour": cost}],
+            WORKSPACES,
+        )

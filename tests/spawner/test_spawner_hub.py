@@ -89,7 +89,7 @@ def test_options_form_is_escaped(hub, ca_bundle):
 def test_quota_error_reaches_the_user_clearly(hub, fast, ca_bundle):
     signed_in(hub, ALICE, ca_bundle)
     r = hub.api("POST", f"/users/{ALICE.username}/servers/gpu", json={"user_options": {"profile": "gpu"}})
-    assert r.status_code == 500  # a failure within the first seconds is the API's answer
+    assert r.status_code == 403  # a failure within the first seconds is the API's answer
     message = r.json()["message"]
     assert "no quota left for this machine size" in message
     assert "standardNCSv3Family" in message and "Traceback" not in message
@@ -123,7 +123,7 @@ def test_collision_with_someone_elses_instance_is_refused(hub, fast, ca_bundle, 
     )
     ml_client_factory(ALICE.username, 1).compute.begin_create_or_update(alices).result()
     r = hub.api("POST", f"/users/{BOB.username}/server", json={"user_options": {"profile": "memory"}})
-    assert r.status_code == 500
+    assert r.status_code == 409
     assert "belongs to someone else" in r.json()["message"]
     assert fast.arm_compute(taken)["properties"]["properties"]["state"] == "Running"  # untouched
 

@@ -87,16 +87,16 @@ class DemoLauncher:
             stdin=subprocess.DEVNULL,
             env=env,
         )
-        # Its first line is the emulator's endpoints (JSON), then the hub's log follows.
-        first = wait_for(self._first_line, timeout, 0.1, f"the emulator's endpoints (log: {self.log_path})")
+        # The emulator's endpoints (JSON) are written to <workdir>/endpoints.json; logs go to <workdir>/logs/.
+        first = wait_for(self._endpoints_line, timeout, 0.1, f"the emulator's endpoints (log: {self.log_path})")
         self.endpoints = json.loads(first)["emulator"]
         wait_for(self._healthy, timeout, 0.2, f"the demo hub at {self.url} (log: {self.log_path})")
         return self
 
-    def _first_line(self) -> str | None:
+    def _endpoints_line(self) -> str | None:
         assert self.proc is not None and self.proc.poll() is None, f"the demo launcher exited:\n{self.logs()[-3000:]}"
-        text = self.logs()
-        return text.split("\n", 1)[0] if "\n" in text else None
+        path = self.workdir / "endpoints.json"
+        return path.read_text() if path.exists() else None
 
     def _healthy(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, f"the demo launcher exited:\n{self.logs()[-3000:]}"
@@ -106,7 +106,9 @@ class DemoLauncher:
             return False
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """The launcher's terminal, then the hub's log."""
+        paths = (self.log_path, self.workdir / "logs" / "hub.log")
+        return "\n".join(p.read_text(errors="replace") for p in paths if p.exists())
 
     def compute_states(self) -> dict[str, str]:
         """Compute instance name -> state, as the emulated ARM reports it (the emulator's control API)."""

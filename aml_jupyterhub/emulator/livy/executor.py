@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -51,6 +52,10 @@ def spark_session() -> Any:
                 .getOrCreate()
             )
             _spark.sparkContext.setLogLevel("ERROR")
+            # PySpark 4 warns on every first DataFrame.toJSON(); Spark 3.5 (what Fabric runtime 1.3 runs)
+            # does not. sparkmagic's %%sql calls toJSON and parses the statement's output as JSON lines, and
+            # Livy's REPL appends stderr to that output, so the emulator must not add a warning Livy never sees.
+            warnings.filterwarnings("ignore", message="The return type of DataFrame.toJSON", category=UserWarning)
         return _spark
 
 
