@@ -18,7 +18,7 @@ ROOT = Path(aml_jupyterhub.__file__).parent
 EMULATOR = "aml_jupyterhub.emulator"
 SERVICES = {"entra", "graph", "arm", "files", "instances", "livy", "databricks"}
 TOP_LEVEL = {"__init__", "__main__", "client", "demo"}
-PRODUCT = ("auth", "spawner", "spark", "userspace", "instance", "hubdb", "tokens", "settings_env")
+PRODUCT = ("auth", "spawner", "spark", "userspace", "instance", "hubdb", "pages", "tokens", "settings_env", "user_errors")
 
 
 def module_name(path: Path) -> str:
