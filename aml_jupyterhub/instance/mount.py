@@ -31,12 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from .hub_token import state_dir
 
 MOUNT_TIMEOUT = 30.0
 DIR_CACHE_SECONDS = 10
 WRITE_BACK_SECONDS = 1
 LOG_NAME = "rclone-mount.log"
+FILES_VERSION = "2025-05-05"
 
 
 class MountError(Exception):
@@ -121,6 +124,18 @@ def rclone_environment(access: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def check_access(access: dict[str, Any], timeout: float = 30.0) -> None:
+    """Ask Azure Files once whether the credential opens the share (rclone would mount anyway and fail on use)."""
+    url = f"{str(access['share_url']).rstrip('/')}?restype=directory&{access['sas']}"
+    try:
+        response = requests.get(url, headers={"x-ms-version": FILES_VERSION}, timeout=timeout)
+    except requests.RequestException as e:  # its text holds the URL, and so the SAS: never pass it on
+        raise MountError(f"Azure Files cannot be reached ({type(e).__name__})") from None
+    if response.status_code != 200:
+        code = response.headers.get("x-ms-error-code", response.reason)
+        raise MountError(f"Azure Files refused this instance's credential for the share ({response.status_code} {code})")
+
+
 def _prepare(target: Path, user: NotebookUser, cache_dir: Path) -> None:
     if os.path.ismount(target):
         return
@@ -161,9 +176,10 @@ def mount(access: dict[str, Any], timeout: float = MOUNT_TIMEOUT) -> Path:
         return target
     binary = rclone_binary()
     require_fuse()
+    env = rclone_environment(access)
+    check_access(access)  # a foreign or revoked credential fails here, before anything changes
     cache_dir = state_dir() / "rclone-cache"
     _prepare(target, user, cache_dir)
-    env = rclone_environment(access)
     process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell; outlives the agent on purpose
         rclone_argv(binary, access, target, user, cache_dir), env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
