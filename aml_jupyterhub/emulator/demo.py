@@ -43,6 +43,16 @@ def _secret_file(path: Path) -> str:
     return path.read_text().strip()
 
 
+def _mount_note() -> str:
+    """Why instances here cannot mount the user space (FUSE as root, as on Azure), or ""."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        return (
+            "  NOTE: the user space is a real FUSE mount (rclone) made as root, as on a compute instance;\n"
+            "  this machine is not root or has no /dev/fuse, so instances will fail their setup saying so.\n"
+        )
+    return ""
+
+
 def _banner(endpoints: dict, hub_url: str) -> str:
     config = default_config()
     users = "\n".join(
@@ -54,6 +64,7 @@ def _banner(endpoints: dict, hub_url: str) -> str:
         f"  (eve is outside the allowed groups.)\n"
         f"  Your browser will warn about the emulator's certificate: its CA is {endpoints['ca_bundle']}\n"
         f"  Emulator control API: {endpoints['control']}/_emulator/state\n"
+        + _mount_note()
     )
 
 
