@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from jupyterhub.crypto import CryptKeeper
+from jupyterhub.utils import maybe_future
 from oauthenticator.azuread import AzureAdOAuthenticator
 from tornado import web
 from traitlets import Bool, Dict, Float, List, Unicode, default, observe
@@ -22,6 +23,7 @@ from .broker import DelegatedTokens, NeedsLogin, TokenUnavailable, next_generati
 from .entra_client import EntraError, EntraTokenClient, EntraUnavailable
 from .groups import GraphGroups
 from .id_token import IdTokenError, OpenIdConfiguration, validate_id_token
+from .provenance import mark_token
 from .resources import DEFAULT_RESOURCES
 
 OIDC_SCOPES = ["openid", "profile", "offline_access"]
@@ -292,10 +294,26 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
 
     # -- handlers ----------------------------------------------------------------
     def get_handlers(self, app: Any) -> list:
-        from .handlers import TokenBrokerHandler
+        """The broker, the instance API, and JupyterHub's token-creation endpoint that marks self-made tokens.
+
+        The authenticator's handlers come before JupyterHub's own, so this
+        ``/api/users/<name>/tokens`` replaces JupyterHub's (a subclass of it).
+        """
+        from .handlers import OwnTokensHandler, TokenBrokerHandler
         from .instance_handlers import instance_handlers
 
-        return [*super().get_handlers(app), (r"/api/aml/tokens/([^/]+)", TokenBrokerHandler), *instance_handlers()]
+        return [
+            *super().get_handlers(app),
+            (r"/api/aml/tokens/([^/]+)", TokenBrokerHandler),
+            (r"/api/users/([^/]+)/tokens", OwnTokensHandler),
+            *instance_handlers(),
+        ]
+
+    async def pre_spawn_start(self, user: Any, spawner: Any) -> None:
+        """Mark the server's token as held by its user: the broker serves the user's code in their server."""
+        await maybe_future(super().pre_spawn_start(user, spawner))
+        if not mark_token(user.db, spawner.api_token, user.settings):
+            self.log.warning("The token of %s's server %r was not found: the broker will refuse it", user.name, spawner.name)
 
 
 def keep_newest_tokens(authenticator: Any, auth_model: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from .entra_client import EntraError, EntraTokenClient, TokenResponse
+from .entra_client import EntraError, EntraTokenClient, EntraUnavailable, TokenResponse
 from .resources import UnknownResource
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class NeedsLogin(Exception):
 
 
 class TokenUnavailable(Exception):
-    """A token could not be minted for a reason other than the sign-in (e.g. Entra unreachable)."""
+    """Microsoft Entra ID issued no token for a reason other than the sign-in (unreachable, failing, refusing)."""
 
 
 def next_generation(auth_state: dict[str, Any]) -> int:
@@ -98,6 +98,8 @@ class DelegatedTokens:
             if e.needs_login:
                 self.forget(user.name)
                 raise NeedsLogin(str(e)) from None
+            raise TokenUnavailable(str(e)) from None
+        except EntraUnavailable as e:  # unreachable, 429 or 5xx after the client's retries
             raise TokenUnavailable(str(e)) from None
 
     async def _store_rotation(self, user: Any, auth_state: dict[str, Any], response: TokenResponse) -> None:

@@ -51,9 +51,12 @@ class OpenIdConfiguration:
 def _peek(token: str, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and claims of ``token`` before any check (to find its key and tenant)."""
     try:
-        return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+        header, claims = jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as e:
         raise IdTokenError(f"{what} is malformed: {e}") from None
+    if not isinstance(header.get("kid", ""), str):
+        raise IdTokenError(f"{what} is malformed: its key id is not a string")
+    return header, claims
 
 
 async def _verified(token: str, what: str, oidc: OpenIdConfiguration, kid: str, leeway: float, **checks: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ the compute.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -23,8 +22,11 @@ from tornado import web
 
 from .handlers import BROKER_SCOPE, BrokerAPIHandler
 from .id_token import IdTokenError, OpenIdConfiguration, validate_instance_identity
+from .provenance import new_self_held_token
+from .request_body import json_fields
 
 INSTANCE_TOKEN_SECONDS = 3600
+INSTANCE_TOKEN_USAGE = "Send {\"identity_token\": <the instance's managed-identity token for this hub's app>}."
 
 
 def spawner_for_compute(db, compute_id: str) -> orm.Spawner | None:
@@ -52,12 +54,8 @@ class InstanceTokenHandler(BrokerAPIHandler):
 
     async def post(self) -> None:
         hub_app = self.hub_app or HubApp(self.authenticator._oidc, self.authenticator.client_id)
-        try:
-            identity_token = json.loads(self.request.body or b"{}").get("identity_token", "")
-        except ValueError:
-            identity_token = ""
-        if not identity_token:
-            raise web.HTTPError(400, "Send {\"identity_token\": <the instance's managed-identity token for this hub's app>}.")
+        body = json_fields(self.request.body, {"identity_token": str}, INSTANCE_TOKEN_USAGE)
+        identity_token = body["identity_token"]
         audiences = {hub_app.client_id, f"api://{hub_app.client_id}"}
         try:
             claims = await validate_instance_identity(identity_token, hub_app.oidc, audiences)
@@ -68,7 +66,8 @@ class InstanceTokenHandler(BrokerAPIHandler):
             self.log.warning("Instance identity for %s: no server of this hub owns it", claims["xms_mirid"])
             raise web.HTTPError(403, "No server of this hub owns that compute instance.")
         user = self.users[orm_spawner.user]
-        token = user.new_api_token(
+        token = new_self_held_token(
+            user,
             note=f"aml-jupyterhub instance {claims['xms_mirid'].rsplit('/', 1)[-1]}",
             expires_in=INSTANCE_TOKEN_SECONDS,
             scopes=[f"{BROKER_SCOPE}!user={user.name}"],

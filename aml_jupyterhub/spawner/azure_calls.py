@@ -24,7 +24,7 @@ from azure.core.pipeline import policies
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
-from ..auth.broker import NeedsLogin
+from ..auth.broker import NeedsLogin, TokenUnavailable
 from . import errors
 from .profiles import Workspace
 from .snapshots import ComputeSnapshot
@@ -68,6 +68,8 @@ def translate_exception(exc: BaseException) -> errors.ComputeError:
         return exc
     if isinstance(exc, NeedsLogin):
         return errors.SignInExpired(str(exc))
+    if isinstance(exc, TokenUnavailable):
+        return errors.EntraUnavailable(str(exc))
     if isinstance(exc, ClientAuthenticationError):
         return errors.SignInExpired()
     if isinstance(exc, HttpResponseError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 from typing import ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from tornado import httpserver, netutil, web
 
@@ -31,18 +31,44 @@ class _Redirect(web.RequestHandler):
         prefix = next((p for p in sorted(self.routes, key=len, reverse=True) if path.startswith(p)), None)
         if prefix is None:
             return None
-        rest = path[len(prefix):]
-        query = f"?{self.request.query}" if self.request.query else ""
-        return urljoin(self.routes[prefix], rest) + query
+        return redirect_location(self.routes[prefix], path[len(prefix):], self.request.query)
 
     def get(self) -> None:
         target = self._target()
         if target is None:
-            raise web.HTTPError(404, "This server is not running.")
+            raise web.HTTPError(404, "This server is not running, or that is not a path on it.")
         self.set_header("Cache-Control", "no-store")
         self.redirect(target, status=302)
 
     head = post = get
+
+
+# What may stand in a Location's path and query as is; anything else is percent-encoded.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def redirect_location(root: str, rest: str, query: str = "") -> str | None:
+    """``root`` (an instance's ``https://host/base/``) + the request path after the route's prefix, or None.
+
+    The answer always has ``root``'s scheme, host and base path: ``rest`` is
+    only ever appended below ``root`` (leading slashes dropped, anything
+    unusual percent-encoded). A path a browser could read as leaving that base
+    (a backslash, a control character, a ``.``/``..`` segment, also in
+    percent-encoded form) gets None: the caller answers 404.
+    """
+    decoded = unquote(rest)
+    if "\\" in decoded or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
+        return None
+    if any(segment in (".", "..") for segment in decoded.split("/")):
+        return None
+    location = root + quote(rest.lstrip("/"), safe=_PATH_SAFE)
+    if query:
+        location += "?" + quote(query, safe=_QUERY_SAFE)
+    base, target = urlsplit(root), urlsplit(location)
+    if (target.scheme, target.netloc) != (base.scheme, base.netloc) or not target.path.startswith(base.path):
+        return None
+    return location
 
 
 APP_SUFFIXES = ("/lab", "/tree", "/jupyter")

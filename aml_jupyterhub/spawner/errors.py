@@ -51,6 +51,17 @@ class AzureUnavailable(ComputeError):
         super().__init__(f"Azure Machine Learning did not answer in time or failed ({detail}); please try again shortly.")
 
 
+class EntraUnavailable(ComputeError):
+    """No token for Azure: Microsoft Entra ID, not Azure Machine Learning, failed."""
+
+    retryable = True
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"Microsoft Entra ID did not issue a token for Azure in time or failed ({detail}); please try again shortly."
+        )
+
+
 class ComputeFailed(ComputeError):
     def __init__(self, name: str, state: str, detail: str) -> None:
         super().__init__(

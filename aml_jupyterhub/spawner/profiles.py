@@ -98,6 +98,30 @@ class Choice:
 ALLOWED_OPTIONS = {"profile", "recreate"}
 
 
+FORM_IGNORED = {"_xsrf"}  # JupyterHub's own field on every form post
+FORM_TRUE, FORM_FALSE = {"yes", "on", "true"}, {"no", "off", "false", ""}
+
+
+def options_from_form(formdata: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """The spawn form's fields as ``user_options``, as strict as the REST path: unknown fields are refused."""
+    fields = {k: v for k, v in formdata.items() if k not in FORM_IGNORED}
+    unknown = set(fields) - ALLOWED_OPTIONS
+    if unknown:
+        raise ProfileError(f"Unknown options {sorted(str(u)[:40] for u in unknown)}; this hub accepts {sorted(ALLOWED_OPTIONS)}")
+    for name, values in fields.items():
+        if len(values) != 1 or not isinstance(values[0], str):
+            raise ProfileError(f"Option {name!r} must be given once, as text")
+    options: dict[str, Any] = {}
+    if fields.get("profile", [""])[0]:
+        options["profile"] = fields["profile"][0]
+    if "recreate" in fields:
+        value = fields["recreate"][0].strip().lower()
+        if value not in FORM_TRUE | FORM_FALSE:
+            raise ProfileError("Option 'recreate' must be yes or no")
+        options["recreate"] = value in FORM_TRUE
+    return options
+
+
 def choose(profiles: list[Profile], user_groups: Iterable[str], user_options: Mapping[str, Any]) -> Choice:
     """The profile ``user_options`` selects, if this user may use it; else :class:`ProfileError`."""
     unknown = set(user_options) - ALLOWED_OPTIONS

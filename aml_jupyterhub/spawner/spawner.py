@@ -33,7 +33,7 @@ from . import errors
 from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
 from .plan import Step, plan_start
-from .profiles import Choice, Profile, ProfileError, Workspace, choose, parse_profiles, parse_workspaces
+from .profiles import Choice, Profile, ProfileError, Workspace, choose, options_from_form, parse_profiles, parse_workspaces
 from .reconcile import Reconciler
 from .reflector import WorkspaceReflector
 from .slugs import compute_instance_name
@@ -532,12 +532,10 @@ class AMLSpawner(Spawner):
         )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        if formdata.get("profile"):
-            options["profile"] = formdata["profile"][0]
-        if formdata.get("recreate"):
-            options["recreate"] = formdata["recreate"][0] in ("yes", "on", "true")
-        return options
+        try:
+            return options_from_form(formdata)
+        except ProfileError as e:
+            raise web.HTTPError(400, str(e)) from None
 
 
 _BACKGROUND: set[asyncio.Task] = set()  # cleanups that outlive their spawner call

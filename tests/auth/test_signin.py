@@ -14,6 +14,7 @@ import requests
 from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_SECRET, default_config
 from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.hub import HubProcess
+from support.own_tokens import own_token
 from support.signin import hub_sign_in, submit_credentials
 
 DIRECTORY = default_config()
@@ -98,8 +99,7 @@ def test_injected_code_fails_pkce(hub, ca_bundle, emulator):
 
 
 def test_broker_mints_delegated_tokens_for_each_resource(hub, ca_bundle):
-    sign_in(hub, ALICE, ca_bundle)
-    token = hub.user_token(ALICE.username)
+    token = own_token(hub, sign_in(hub, ALICE, ca_bundle), ALICE.username)
     audiences = {
         "storage": "https://storage.azure.com",
         "fabric": "https://api.fabric.microsoft.com",
@@ -118,17 +118,17 @@ def test_broker_mints_delegated_tokens_for_each_resource(hub, ca_bundle):
 
 def test_broker_gives_each_user_only_their_own_tokens(hub, ca_bundle):
     sign_in(hub, ALICE, ca_bundle)
-    sign_in(hub, BOB, ca_bundle)
-    r = hub.api("GET", "/aml/tokens/storage", token=hub.user_token(BOB.username))
+    bobs = own_token(hub, sign_in(hub, BOB, ca_bundle), BOB.username)
+    r = hub.api("GET", "/aml/tokens/storage", token=bobs)
     assert claims(r.json()["access_token"])["oid"] == BOB.oid
 
 
 def test_broker_refusals(hub, ca_bundle):
     session = sign_in(hub, ALICE, ca_bundle)
-    token = hub.user_token(ALICE.username)
+    token = own_token(hub, session, ALICE.username)
     assert hub.api("GET", "/aml/tokens/arm", token=token).status_code == 403  # not for user code
     assert hub.api("GET", "/aml/tokens/not-a-resource", token=token).status_code == 403
-    narrow = hub.user_token(ALICE.username, scopes=["read:users:name!user"])
+    narrow = own_token(hub, session, ALICE.username, scopes=["read:users:name!user"])
     assert hub.api("GET", "/aml/tokens/storage", token=narrow).status_code == 403
     xsrf = session.cookies.get("_xsrf", "")
     by_cookie = session.get(
@@ -152,8 +152,7 @@ def test_expired_sign_in_token_is_refreshed_before_spawn(hub, ca_bundle, control
 
 
 def test_revoked_sign_in_needs_login_again(hub, ca_bundle, control):
-    sign_in(hub, CAROL, ca_bundle)
-    token = hub.user_token(CAROL.username)
+    token = own_token(hub, sign_in(hub, CAROL, ca_bundle), CAROL.username)
     control.entra_revoke(CAROL.username)
     r = hub.api("GET", "/aml/tokens/storage", token=token)
     assert r.status_code == 401
@@ -161,8 +160,7 @@ def test_revoked_sign_in_needs_login_again(hub, ca_bundle, control):
 
 
 def test_rotation_survives_hub_restart(hub, ca_bundle):
-    sign_in(hub, ALICE, ca_bundle)
-    token = hub.user_token(ALICE.username)
+    token = own_token(hub, sign_in(hub, ALICE, ca_bundle), ALICE.username)
     assert hub.api("GET", "/aml/tokens/graph", token=token).status_code == 200  # rotates the refresh token
     rotated = hub.auth_state(ALICE.username)["refresh_token"]
     hub.restart()
@@ -172,8 +170,7 @@ def test_rotation_survives_hub_restart(hub, ca_bundle):
 
 
 def test_no_token_or_secret_in_hub_logs(hub, ca_bundle):
-    sign_in(hub, BOB, ca_bundle)
-    token = hub.user_token(BOB.username)
+    token = own_token(hub, sign_in(hub, BOB, ca_bundle), BOB.username)
     minted = hub.api("GET", "/aml/tokens/storage", token=token).json()["access_token"]
     state = hub.auth_state(BOB.username)
     logs = hub.logs()
@@ -215,8 +212,7 @@ def test_hub_refuses_to_start_without_a_crypt_key(emulator, tmp_path):
 def test_concurrent_broker_requests_make_one_entra_call(hub, ca_bundle, control):
     from concurrent.futures import ThreadPoolExecutor
 
-    sign_in(hub, BOB, ca_bundle)
-    token = hub.user_token(BOB.username)
+    token = own_token(hub, sign_in(hub, BOB, ca_bundle), BOB.username)
     since = control.mark()
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: hub.api("GET", "/aml/tokens/fabric", token=token), range(8)))
@@ -232,7 +228,7 @@ def test_users_code_calls_azure_storage_through_the_broker(hub, ca_bundle, emula
 
     from aml_jupyterhub.tokens import HubTokenCredential, TokenBrokerClient, TokenBrokerError
 
-    sign_in(hub, ALICE, ca_bundle)
+    session = sign_in(hub, ALICE, ca_bundle)
     account = DIRECTORY.storage_accounts[0].name
     share = "alice-notebook-share"
     admin = ShareServiceClient(
@@ -241,7 +237,7 @@ def test_users_code_calls_azure_storage_through_the_broker(hub, ca_bundle, emula
     )
     admin.create_share(share)
     control.files_assign_role(account, ALICE.oid, "Storage File Data Privileged Contributor", share=share)
-    client = TokenBrokerClient(f"{hub.url}/hub/api", hub.user_token(ALICE.username))
+    client = TokenBrokerClient(f"{hub.url}/hub/api", own_token(hub, session, ALICE.username))
     files = ShareServiceClient(
         f"{emulator.endpoints['files']}/{account}", credential=HubTokenCredential("storage", client),
         token_intent="backup", connection_verify=ca_bundle, retry_total=0,

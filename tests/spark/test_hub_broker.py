@@ -1,7 +1,7 @@
 """A Fabric PySpark kernel whose tokens come from the real hub's token broker (the plug-in's default source).
 
 The kernel gets only what a user's server gets: the hub API URL and a hub API
-token of the user's own (``JUPYTERHUB_API_URL``/``JUPYTERHUB_API_TOKEN``); the
+token the user made for themself (``JUPYTERHUB_API_URL``/``JUPYTERHUB_API_TOKEN``); the
 plug-in calls :func:`aml_jupyterhub.tokens.get_token` ("fabric"), the hub
 redeems alice's refresh token at the emulated Entra ID, and Fabric sees alice.
 """
@@ -13,6 +13,7 @@ import jwt
 from aml_jupyterhub.emulator.core.config import default_config
 from aml_jupyterhub.emulator.core.server import endpoints_line
 from support.hub import HubProcess
+from support.own_tokens import own_token
 from support.signin import hub_sign_in
 
 ALICE = default_config().user("alice@contoso.example")
@@ -24,9 +25,9 @@ def test_fabric_kernel_with_tokens_from_the_hub_broker(emulator, ca_bundle, fabr
     endpoints_file.write_text(endpoints_line(emulator.endpoints))
     hub = HubProcess(tmp_path / "hub", endpoints_file).start()
     try:
-        _, callback = hub_sign_in(hub.url, ALICE.username, ca_bundle)
+        session, callback = hub_sign_in(hub.url, ALICE.username, ca_bundle)
         assert callback.status_code == 302, callback.text[:300]
-        api_token = hub.user_token(ALICE.username)
+        api_token = own_token(hub, session, ALICE.username)
         since = livy_control.mark()
         kernel = spark_kernel(
             {"backend": "fabric", "endpoint": fabric_endpoint, "timeout_seconds": 20,

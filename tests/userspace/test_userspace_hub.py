@@ -21,6 +21,7 @@ from aml_jupyterhub.userspace import share_name
 from support.fuse import eventually, requires_fuse
 from support.signin import instance_session
 from support.aml_hub import ALICE, BOB, CAROL, DIRECTORY, aml_hub, instances_of, progress_events, signed_in, spawn, stop
+from support.own_tokens import own_token
 
 STORAGE = DIRECTORY.storage_accounts[0]
 HUB_ID = "userspace"
@@ -92,8 +93,9 @@ def share_client(emulator, share: str, ca_bundle: str, credential=None) -> Share
     )
 
 
-def instance_config(hub, username: str, compute: str) -> requests.Response:
-    token = hub.user_token(username, scopes=[f"{BROKER_SCOPE}!user={username}"])
+def instance_config(hub, session: requests.Session, username: str, compute: str) -> requests.Response:
+    """What an instance asks for, with a broker-scoped token the user made for themself."""
+    token = own_token(hub, session, username, scopes=[f"{BROKER_SCOPE}!user={username}"])
     return hub.api("GET", f"/aml/instance-config?compute={compute}", token=token)
 
 
@@ -134,7 +136,7 @@ def test_share_is_created_once_with_quota_and_owner(hub, fast, emulator, ca_bund
 
 
 def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_bundle):
-    signed_in(hub, BOB, ca_bundle)
+    session = signed_in(hub, BOB, ca_bundle)
     spawn(hub, BOB.username)
     [bobs] = computes_of(fast, BOB.username)
     alice_share = share_name(ALICE.username, ALICE.oid)
@@ -142,13 +144,13 @@ def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_
     r = read_through_mount(jupyter(instances, bobs, ca_bundle), BOB, "userfiles/notes.txt", ca_bundle)
     assert r.status_code == 404  # alice's file is not in bob's space
 
-    access = instance_config(hub, BOB.username, bobs["name"]).json()["userspace"]
+    access = instance_config(hub, session, BOB.username, bobs["name"]).json()["userspace"]
     assert access["mode"] == "sas" and access["share_url"].endswith("/" + share_name(BOB.username, BOB.oid))
     with pytest.raises(ClientAuthenticationError):
         share_client(emulator, alice_share, ca_bundle, credential=access["sas"]).get_file_client(f"{FOLDER}/notes.txt").download_file()
     # ...and bob cannot ask for the configuration of alice's instance.
     [alices] = computes_of(fast, ALICE.username)
-    assert instance_config(hub, BOB.username, alices["name"]).status_code == 404
+    assert instance_config(hub, session, BOB.username, alices["name"]).status_code == 404
     stop(hub, BOB.username)
 
 
@@ -164,10 +166,10 @@ def test_instance_token_exchange_refuses_what_is_not_an_instance_of_this_hub(hub
 
 
 def test_no_secret_in_instance_configuration_arguments_or_logs(hub, fast, emulator, instances, ca_bundle):
-    signed_in(hub, CAROL, ca_bundle)
+    session = signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username)
     [compute] = computes_of(fast, CAROL.username)
-    access = instance_config(hub, CAROL.username, compute["name"]).json()["userspace"]
+    access = instance_config(hub, session, CAROL.username, compute["name"]).json()["userspace"]
     sas_sig = dict(p.split("=", 1) for p in access["sas"].split("&"))["sig"]
     hub_token = json.loads((machine(instances, compute).home / ".aml-jupyterhub" / "hub-token.json").read_text())["token"]
     secrets_ = [sas_sig, STORAGE.key, hub_token]
