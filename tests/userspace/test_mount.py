@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -138,6 +139,9 @@ def test_a_revoked_policy_stops_access_and_a_new_start_is_refused(space, share, 
     (target / "late.txt").write_text("not uploaded\n")
     eventually(refused, SETTLE, "the mount refused once its policy is gone")
     assert rest_bytes(share, "files/late.txt") is None  # its upload was refused too
+    rclone_log = (Path(os.environ["AML_INSTANCE_STATE_DIR"]) / "rclone-mount.log").read_text()
+    sig = access["sas"].split("sig=")[1].split("&")[0]
+    assert "403" in rclone_log and sig not in rclone_log and unquote(sig) not in rclone_log  # errors, never the SAS
     instance("ci-r2")
     with pytest.raises(MountError, match="403"):
         mount(access)  # the same SAS, once its policy is gone
