@@ -67,6 +67,16 @@ def _secret_file(path: Path) -> str:
     return path.read_text().strip()
 
 
+def _mount_note() -> str:
+    """Why instances here cannot mount the user space (FUSE as root, as on Azure), or ""."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        return (
+            "  NOTE: the user space is a real FUSE mount (rclone) made as root, as on a compute instance;\n"
+            "  this machine is not root or has no /dev/fuse, so instances will fail their setup saying so.\n"
+        )
+    return ""
+
+
 def _banner(endpoints: dict, hub_url: str, logs: Path) -> str:
     users = "\n".join(f"    {u.username:<24} password: {u.password}" for u in default_config().users)
     return (
@@ -74,6 +84,7 @@ def _banner(endpoints: dict, hub_url: str, logs: Path) -> str:
         f"  Sign in at the emulated Entra ID page as one of (eve is outside the allowed groups):\n{users}\n\n"
         f"  Your browser will warn about the emulator's certificate; its CA: {endpoints['ca_bundle']}\n"
         f"  Logs: {logs}/ (hub.log, emulator.log)    Stop: Ctrl-C\n"
+        + _mount_note()
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,17 @@ from tornado import web
 from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from ..auth.broker import ThreadCredential
-from ..userspace import UserSpace, ensure_share, share_access, share_name
+from ..userspace import (
+    UserSpace,
+    UserSpaceError,
+    ensure_share,
+    grant,
+    policy_id,
+    renewal_due,
+    revoke,
+    share_access,
+    share_name,
+)
 from . import errors
 from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
@@ -123,7 +134,7 @@ class AMLSpawner(Spawner):
         "",
         config=True,
         help="""Shell run first by every instance's startup script, e.g. to install aml-jupyterhub on the
-        instance (`pip install aml-jupyterhub`). Runs as root; must contain no secret (the workspace's
+        instance (`pip install 'aml-jupyterhub[instance]'`: the agent and its pinned rclone). Runs as root; must contain no secret (the workspace's
         members can read the instance's configuration).""",
     )
     instance_audience = Unicode(
@@ -176,6 +187,7 @@ class AMLSpawner(Spawner):
         self.jupyter_url: str | None = None
         self.compute_id: str | None = None  # the instance's ARM id: how the hub recognises its managed identity
         self.share: str | None = None  # the user space's share
+        self.policy_expires_on: float | None = None  # when this server's stored access policy on it ends
         self._choice: Choice | None = None
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
@@ -206,6 +218,7 @@ class AMLSpawner(Spawner):
     async def stop(self, now: bool = False) -> None:
         if not self.compute_name or not self.workspace_key:
             return
+        await self._revoke_policy()  # the mount's credential dies now, whatever the instance does
         workspace = self._workspaces()[self.workspace_key]
         reflector = self._reflector(workspace)
         Redirector.shared().remove(self.server.base_url if self.server else "")
@@ -233,6 +246,7 @@ class AMLSpawner(Spawner):
         if snapshot is None:
             return 0
         if snapshot.phase is Phase.RUNNING or snapshot.state in _STARTING:
+            await self._keep_policy()
             return None
         return 1 if snapshot.phase is Phase.FAILED else 0
 
@@ -281,6 +295,7 @@ class AMLSpawner(Spawner):
                 jupyter_url=self.jupyter_url,
                 compute_id=self.compute_id,
                 share=self.share,
+                policy_expires_on=self.policy_expires_on,
             )
         return state
 
@@ -293,11 +308,13 @@ class AMLSpawner(Spawner):
             self.jupyter_url = state.get("jupyter_url")
             self.compute_id = state.get("compute_id")
             self.share = state.get("share")
+            self.policy_expires_on = state.get("policy_expires_on")
 
     def clear_state(self) -> None:
         """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse)."""
         super().clear_state()
         self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = self.compute_id = self.share = None
+        self.policy_expires_on = None
         self._events = []
 
     # -- the steps -------------------------------------------------------------------------------
@@ -359,11 +376,14 @@ class AMLSpawner(Spawner):
 
     # -- what the instance sets up (asked by the instance through the hub's instance API) -----------
     async def instance_config(self) -> dict[str, Any]:
-        """The user space's share with a fresh share-scoped credential, and the Spark kernels' settings."""
+        """The user space's share with a SAS bound to this server's (extended) policy, and the Spark kernels' settings."""
         space = UserSpace(parent=self)
         if self._events and not self._events[-1].get("ready"):
             self._emit(80, "Mounting your files and setting up your Spark kernels on the instance.")
-        access = share_access(space, self.share).as_json() if space.enabled and self.share else None
+        access = None
+        if space.enabled and self.share and self.compute_name:
+            expiry = await self._grant_policy(space)
+            access = share_access(space, self.share, policy_id(self.compute_name), expiry).as_json()
         return {
             "user": self.user.name,
             "compute": self.compute_name,
@@ -380,7 +400,35 @@ class AMLSpawner(Spawner):
         self._emit(2, f"Preparing your private file share {self.share}.")
         created = await ensure_share(space, self.share, owner.oid)
         self.log.info("[%s] share %s %s", self._log_name, self.share, "created" if created else "exists")
+        await self._grant_policy(space)
+
+    # -- the mount's credential: one stored access policy per server (docs/user-space.md) ----------
+    async def _grant_policy(self, space: UserSpace) -> dt.datetime:
+        assert self.share and self.compute_name
+        expiry = await grant(space, self.share, policy_id(self.compute_name))
+        self.policy_expires_on = expiry.timestamp()
         self._persist_state()
+        return expiry
+
+    async def _keep_policy(self) -> None:
+        """While the server runs: extend its policy once half of its lifetime has passed."""
+        space = UserSpace(parent=self)
+        if not (space.enabled and self.share) or not renewal_due(self.policy_expires_on, space, time.time()):
+            return
+        try:
+            await self._grant_policy(space)
+        except UserSpaceError as e:
+            self.log.warning("[%s] could not extend the user space's policy: %s", self._log_name, e)
+
+    async def _revoke_policy(self) -> None:
+        space = UserSpace(parent=self)
+        if not (space.enabled and self.share):
+            return
+        try:
+            await revoke(space, self.share, policy_id(self.compute_name or ""))
+            self.policy_expires_on = None
+        except UserSpaceError as e:  # it still expires on its own (sas_lifetime_minutes)
+            self.log.warning("[%s] could not revoke the user space's policy: %s", self._log_name, e)
 
     def _spark_config(self, profile: Profile | None) -> dict[str, Any] | None:
         raw = {**self.spark, **dict((profile.spark if profile else None) or {})}

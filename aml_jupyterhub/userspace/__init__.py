@@ -2,6 +2,18 @@
 
 from .config import UserSpace
 from .naming import share_name
-from .shares import ShareAccess, UserSpaceError, ensure_share, share_access
+from .policies import ShareAccess, grant, policy_id, renewal_due, revoke, share_access
+from .shares import UserSpaceError, ensure_share
 
-__all__ = ["ShareAccess", "UserSpace", "UserSpaceError", "ensure_share", "share_access", "share_name"]
+__all__ = [
+    "ShareAccess",
+    "UserSpace",
+    "UserSpaceError",
+    "ensure_share",
+    "grant",
+    "policy_id",
+    "renewal_due",
+    "revoke",
+    "share_access",
+    "share_name",
+]

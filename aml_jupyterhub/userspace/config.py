@@ -29,12 +29,27 @@ class UserSpace(Configurable):
         default_value="sas",
         config=True,
         help="""What an instance mounts the share with. "sas": a service SAS for that one share,
-        signed by the hub, valid for `sas_lifetime_minutes`. "rbac": the user's own delegated
-        Storage token (each user needs a data role scoped to their share).""",
+        bound to a stored access policy of its server, which the hub extends while the server
+        runs and deletes when it stops (docs/user-space.md). "rbac": the user's own delegated
+        Storage token (each user needs a data role scoped to their share; not mounted yet).""",
     )
     quota_gib = Integer(100, min=1, max=102400, config=True, help="Quota of each new share, in GiB.")
-    mount_path = Unicode("~/userfiles", config=True, help="Where the share appears on every instance.")
-    sas_lifetime_minutes = Integer(60, min=5, max=24 * 60, config=True, help="Lifetime of each share-scoped SAS.")
+    mount_path = Unicode("~/userfiles", config=True, help="Where the share appears on every instance (~ is the notebook user's home).")
+    share_folder = Unicode(
+        "files",
+        config=True,
+        help="""The folder of the share that is mounted (created on first write). Not the share's root:
+        rclone then makes a stray directory named '．' there (docs/emulator-fidelity.md).""",
+    )
+    sas_lifetime_minutes = Integer(
+        240,
+        min=10,
+        max=24 * 60,
+        config=True,
+        help="""How long a server's stored access policy (its mount's credential) lasts without the hub:
+        extended to this on every start and, once half of it has passed, while the server runs;
+        deleted when the server stops.""",
+    )
     ca_bundle = Unicode("", config=True, help="CA bundle for the storage endpoint (the local emulator's); empty: the system's.")
     timeout_seconds = Float(30.0, config=True, help="Timeout of each storage call made by the hub.")
 

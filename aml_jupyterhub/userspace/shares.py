@@ -1,11 +1,10 @@
-"""Creating a user's share (as the hub) and the short-lived, share-scoped access an instance gets."""
+"""Creating a user's share, as the hub (which alone holds the account key)."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -14,7 +13,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.fileshare import ShareClient, ShareSasPermissions, generate_share_sas
+from azure.storage.fileshare import ShareClient
 
 from ..user_errors import UserFacingError
 from .config import UserSpace
@@ -31,32 +30,18 @@ class UserSpaceError(UserFacingError):
         super().__init__(f"Your private file share could not be prepared: {detail}")
 
 
-@dataclass(frozen=True)
-class ShareAccess:
-    """What an instance needs to mount the share. ``sas`` is a secret: never log it."""
-
-    share_url: str
-    mount_path: str
-    mode: str  # "sas" or "rbac"
-    expires_on: int
-    sas: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"share_url": self.share_url, "mount_path": self.mount_path, "mode": self.mode, "expires_on": self.expires_on, "sas": self.sas}
-
-
-def _hub_key(space: UserSpace) -> str:
+def hub_key(space: UserSpace) -> str:
     """The account key only the hub holds; a clear error when it is not configured."""
     if not space.account_key:
         raise UserSpaceError("the hub has no storage credential for it (set c.UserSpace.account_key).")
     return space.account_key
 
 
-def _share_client(space: UserSpace, share: str) -> ShareClient:
+def share_client(space: UserSpace, share: str) -> ShareClient:
     return ShareClient(
         account_url=space.account_url,
         share_name=share,
-        credential={"account_name": space.account_name, "account_key": _hub_key(space)},
+        credential={"account_name": space.account_name, "account_key": hub_key(space)},
         connection_verify=space.ca_bundle or True,
         retry_total=2,
         initial_backoff=1,
@@ -68,7 +53,7 @@ def _share_client(space: UserSpace, share: str) -> ShareClient:
 
 
 def _create_or_check(space: UserSpace, share: str, owner_oid: str) -> bool:
-    client = _share_client(space, share)
+    client = share_client(space, share)
     try:
         client.create_share(quota=space.quota_gib, metadata={OWNER_METADATA: owner_oid, "created_by": "aml-jupyterhub"})
         return True
@@ -79,15 +64,11 @@ def _create_or_check(space: UserSpace, share: str, owner_oid: str) -> bool:
         return False
 
 
-async def ensure_share(space: UserSpace, share: str, owner_oid: str) -> bool:
-    """Create ``share`` with the configured quota and ``owner_oid`` metadata; False if it already was there.
-
-    Runs the blocking Storage SDK in a worker thread, with a timeout.
-    """
+@contextmanager
+def storage_errors(space: UserSpace) -> Iterator[None]:
+    """Turn the Storage SDK's failures into a :class:`UserSpaceError` the user may see (no secrets)."""
     try:
-        return await asyncio.wait_for(
-            asyncio.to_thread(_create_or_check, space, share, owner_oid), space.timeout_seconds * 4
-        )
+        yield
     except UserSpaceError:
         raise
     except ClientAuthenticationError:
@@ -104,20 +85,12 @@ async def ensure_share(space: UserSpace, share: str, owner_oid: str) -> bool:
         ) from None
 
 
-def share_access(space: UserSpace, share: str, now: dt.datetime | None = None) -> ShareAccess:
-    """The instance's credential: a SAS for this one share (``sas`` mode) or a pointer to the broker (``rbac``)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    expiry = now + dt.timedelta(minutes=space.sas_lifetime_minutes)
-    url = space.share_url(share)
-    if space.instance_credential == "rbac":
-        return ShareAccess(url, space.mount_path, "rbac", int(expiry.timestamp()))
-    sas = generate_share_sas(
-        space.account_name,
-        share,
-        _hub_key(space),
-        permission=ShareSasPermissions(read=True, create=True, write=True, delete=True, list=True),
-        expiry=expiry,
-        start=now - dt.timedelta(minutes=5),
-        protocol="https",
-    )
-    return ShareAccess(url, space.mount_path, "sas", int(expiry.timestamp()), sas)
+async def ensure_share(space: UserSpace, share: str, owner_oid: str) -> bool:
+    """Create ``share`` with the configured quota and ``owner_oid`` metadata; False if it already was there.
+
+    Runs the blocking Storage SDK in a worker thread, with a timeout.
+    """
+    with storage_errors(space):
+        return await asyncio.wait_for(
+            asyncio.to_thread(_create_or_check, space, share, owner_oid), space.timeout_seconds * 4
+        )

@@ -104,8 +104,11 @@ c.AMLSpawner.profiles = [
     #  "idle_shutdown_minutes": 30, "groups": ["gpu-users"]},
 ]
 c.AMLSpawner.instance_hub_url = optional("AML_INSTANCE_HUB_URL", f"{public_url}/hub/api")
-# The instance's startup agent is aml-jupyterhub itself: install it unless your image has it (no secrets here).
-# c.AMLSpawner.instance_setup_command = "pip install aml-jupyterhub==<the hub's version>"
+# The instance's startup agent is aml-jupyterhub itself, with its pinned rclone (the [instance] extra) and
+# Debian's fuse3 for the user space's FUSE mount: install them unless your image has them (no secrets here).
+# c.AMLSpawner.instance_setup_command = (
+#     "apt-get install -y -q fuse3 && pip install 'aml-jupyterhub[instance]==<the hub's version>'"
+# )
 
 # -- the user space: one private Azure File Share per user ------------------------------
 c.UserSpace.account_url = required("AML_USERSPACE_ACCOUNT_URL")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
 
 import pytest
 
-from aml_jupyterhub.userspace import UserSpace, UserSpaceError, ensure_share
+from aml_jupyterhub.userspace import UserSpace, UserSpaceError, ensure_share, grant, revoke
 
 OWNER = str(uuid.uuid4())
 
@@ -43,3 +44,22 @@ async def test_a_storage_outage_is_a_clear_error(space, control, share_name):
     control.inject(service="files", status=500, error_code="InternalError", count=10)
     with pytest.raises(UserSpaceError, match="answered 500 InternalError; try again in a few minutes"):
         await ensure_share(space, share_name(), OWNER)
+
+
+async def test_one_policy_per_server_at_most_five_stale_ones_pruned_and_revoked_at_once(space, key_service, share_name):
+    name = share_name()
+    await ensure_share(space, name, OWNER)
+    share = key_service.get_share_client(name)
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    await grant(space, name, "srv-stale", now=past)  # a server whose hub never revoked it: long expired
+    for i in range(5):
+        await grant(space, name, f"srv-{i}")  # the stale one is pruned to make room
+    ids = [s.id for s in share.get_share_access_policy()["signed_identifiers"]]
+    assert sorted(ids) == [f"srv-{i}" for i in range(5)]
+    with pytest.raises(UserSpaceError, match="5 servers"):
+        await grant(space, name, "srv-5")
+    first = await grant(space, name, "srv-0")  # extending one of them is not a new policy
+    assert first > dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=space.sas_lifetime_minutes - 1)
+    await revoke(space, name, "srv-0")
+    assert "srv-0" not in [s.id for s in share.get_share_access_policy()["signed_identifiers"]]
+    key_service.delete_share(name)

@@ -18,12 +18,16 @@ from azure.storage.fileshare import ShareClient
 
 from aml_jupyterhub.auth.handlers import BROKER_SCOPE
 from aml_jupyterhub.userspace import share_name
+from support.fuse import eventually, requires_fuse
 from support.signin import instance_session
 from support.aml_hub import ALICE, BOB, CAROL, DIRECTORY, aml_hub, instances_of, progress_events, signed_in, spawn, stop
 from support.own_tokens import own_token
 
 STORAGE = DIRECTORY.storage_accounts[0]
 HUB_ID = "userspace"
+FOLDER = "files"  # c.UserSpace.share_folder: what the instances mount
+SETTLE = 15  # seconds: write-back after close (1 s) plus the upload, and the mount's directory cache (10 s)
+pytestmark = requires_fuse  # every instance mounts its user's share for real
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +105,10 @@ def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, f
     [research] = computes_of(fast, ALICE.username)
     home = machine(instances, research).home
     share = share_name(ALICE.username, ALICE.oid)
-    assert (home / "userfiles").is_symlink()
-    assert (home / "userfiles").resolve() == Path(fast.files_share_path(STORAGE.name, share)).resolve()
+    assert os.path.ismount(home / "userfiles")  # a real FUSE mount (rclone) of the share, over FileREST
     write_through_mount(jupyter(instances, research, ca_bundle), ALICE, "userfiles/notes.txt", "written on research\n", ca_bundle)
-    # The mounted view and FileREST are the same bytes.
-    rest = share_client(emulator, share, ca_bundle).get_file_client("notes.txt").download_file().readall()
-    assert rest == b"written on research\n"
+    rest = share_client(emulator, share, ca_bundle).get_file_client(f"{FOLDER}/notes.txt")
+    assert eventually(lambda: rest.exists() and rest.download_file().readall(), SETTLE, "uploaded") == b"written on research\n"
 
     spawn(hub, ALICE.username, {"profile": "memory"}, server="big")  # ws-analytics
     [analytics] = computes_of(fast, ALICE.username, "big")
@@ -138,15 +140,14 @@ def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_
     spawn(hub, BOB.username)
     [bobs] = computes_of(fast, BOB.username)
     alice_share = share_name(ALICE.username, ALICE.oid)
-    bob_mount = (machine(instances, bobs).home / "userfiles").resolve()
-    assert bob_mount == Path(fast.files_share_path(STORAGE.name, share_name(BOB.username, BOB.oid))).resolve()
+    assert os.path.ismount(machine(instances, bobs).home / "userfiles")
     r = read_through_mount(jupyter(instances, bobs, ca_bundle), BOB, "userfiles/notes.txt", ca_bundle)
     assert r.status_code == 404  # alice's file is not in bob's space
 
     access = instance_config(hub, session, BOB.username, bobs["name"]).json()["userspace"]
     assert access["mode"] == "sas" and access["share_url"].endswith("/" + share_name(BOB.username, BOB.oid))
     with pytest.raises(ClientAuthenticationError):
-        share_client(emulator, alice_share, ca_bundle, credential=access["sas"]).get_file_client("notes.txt").download_file()
+        share_client(emulator, alice_share, ca_bundle, credential=access["sas"]).get_file_client(f"{FOLDER}/notes.txt").download_file()
     # ...and bob cannot ask for the configuration of alice's instance.
     [alices] = computes_of(fast, ALICE.username)
     assert instance_config(hub, session, BOB.username, alices["name"]).status_code == 404
@@ -235,8 +236,8 @@ def test_example_notebooks_are_in_the_user_space_and_run(hub, fast, emulator, in
 
     space = outputs(run_on_instance(instances, compute, examples / "01-user-space.ipynb"))
     assert "mounted: True" in space
-    written = share_client(emulator, share_name(BOB.username, BOB.oid), ca_bundle).get_file_client("hello-from-an-instance.txt")
-    assert written.download_file().readall().startswith(b"written ")
+    written = share_client(emulator, share_name(BOB.username, BOB.oid), ca_bundle).get_file_client(f"{FOLDER}/hello-from-an-instance.txt")
+    assert eventually(lambda: written.exists() and written.download_file().readall(), SETTLE, "uploaded").startswith(b"written ")
 
     since = fast.mark()
     job = outputs(run_on_instance(instances, compute, examples / "02-databricks-job.ipynb"))

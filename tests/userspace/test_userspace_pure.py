@@ -11,7 +11,7 @@ import pytest
 from aml_jupyterhub.spawner.profiles import parse_profiles, parse_workspaces
 from aml_jupyterhub.spawner.specs import Owner, compute_instance_spec
 from aml_jupyterhub.spawner.startup import InlineScript, startup_script
-from aml_jupyterhub.userspace import UserSpace, UserSpaceError, share_access, share_name
+from aml_jupyterhub.userspace import UserSpace, UserSpaceError, policy_id, renewal_due, share_access, share_name
 from aml_jupyterhub.userspace.naming import is_valid_share_name
 
 KEY = base64.b64encode(b"k" * 64).decode()
@@ -72,24 +72,32 @@ def space(**kw) -> UserSpace:
     return UserSpace(account_url="https://userfiles.file.core.windows.net", account_key=KEY, **kw)
 
 
-def test_sas_is_scoped_to_one_share_https_only_and_short_lived():
-    now = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
-    access = share_access(space(sas_lifetime_minutes=30), "u-abc", now)
+def test_sas_is_bound_to_the_servers_policy_scoped_to_one_share_https_only():
+    expiry = dt.datetime(2026, 11, 29, 16, 0, tzinfo=dt.timezone.utc)
+    access = share_access(space(), "u-abc", policy_id("jhalice-1"), expiry)
     params = {k: v[0] for k, v in parse_qs(access.sas).items()}
-    assert params["sr"] == "s" and params["spr"] == "https" and set(params["sp"]) == set("rcwdl")
-    assert params["se"] == "2026-11-29T12:30:00Z" and access.expires_on == int((now + dt.timedelta(minutes=30)).timestamp())
+    assert params["sr"] == "s" and params["spr"] == "https" and params["si"] == "srv-jhalice-1"
+    assert "sp" not in params and "se" not in params and "st" not in params  # the policy holds them: extendable, revocable
     assert "ss" not in params and "srt" not in params  # not an account SAS
+    assert access.expires_on == int(expiry.timestamp()) and access.share_folder == "files"
     assert access.share_url == "https://userfiles.file.core.windows.net/u-abc" and access.mode == "sas"
 
 
+def test_policy_ids_fit_azures_limit_and_renewal_starts_at_half_life():
+    assert policy_id("jh-" + "x" * 100) == "srv-jh-" + "x" * 57 and len(policy_id("a" * 200)) == 64
+    lifetime = space().sas_lifetime_minutes * 60
+    assert not renewal_due(1000 + lifetime * 0.6, space(), 1000) and renewal_due(1000 + lifetime * 0.4, space(), 1000)
+    assert renewal_due(None, space(), 1000)
+
+
 def test_rbac_mode_sends_no_credential():
-    access = share_access(space(instance_credential="rbac"), "u-abc")
+    access = share_access(space(instance_credential="rbac"), "u-abc", "srv-x", dt.datetime.now(dt.timezone.utc))
     assert access.mode == "rbac" and access.sas is None
 
 
 def test_missing_key_is_a_clear_error():
     with pytest.raises(UserSpaceError, match="account_key"):
-        share_access(UserSpace(account_url="https://a.file.core.windows.net"), "u-abc")
+        share_access(UserSpace(account_url="https://a.file.core.windows.net"), "u-abc", "srv-x", dt.datetime.now(dt.timezone.utc))
 
 
 @pytest.mark.parametrize(

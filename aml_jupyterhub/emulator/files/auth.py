@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 
 from ..core.config import StorageAccount
 from ..core.state import EmulatorState
+from .model import FileStore
 from .rbac import authorize_bearer, no_credentials
 from .request import Operation, StorageRequest, auth_failed, grouped
 from .sas import is_sas, sign, verify_sas
@@ -66,7 +67,8 @@ def authorize(state: EmulatorState, account: StorageAccount, request: StorageReq
     if authorization:
         raise auth_failed(f"Authentication scheme {authorization.split(' ', 1)[0]} is not supported.")
     if is_sas(request):
-        verify_sas(account, request, op, state.now())
+        policies = FileStore(state).policies(account.name, request.share or "")
+        verify_sas(account, request, op, state.now(), policies)
         return f"sas:{account.name}"
     raise no_credentials(state)
 

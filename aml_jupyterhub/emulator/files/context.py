@@ -138,6 +138,10 @@ class FilesContext(EmulatorHandler):
             self.set_header("Content-Type", "application/xml")
         self.finish(body)
 
+    def policies(self) -> dict[str, dict[str, str]]:
+        """The share's stored access policies, for SAS that name one (``si``)."""
+        return self.store.policies(self.account.name, self.share)
+
     # -- files and directories ------------------------------------------------------------------
     def node(self) -> Node:
         return self.store.node(self.account.name, self.share, self.sreq.rel)

@@ -159,6 +159,19 @@ class FileStore:
         record["etag"] = etag_for("share", now, record["quota"], sorted(record["metadata"].items()))
         self.state.mark_dirty()
 
+    def policies(self, account: str, name: str) -> dict[str, dict[str, str]]:
+        """The share's stored access policies (Set Share ACL); empty for a share that does not exist."""
+        record = self._shares(account).get(name)
+        return record.setdefault("acl", {}) if record is not None else {}
+
+    def set_policies(self, account: str, name: str, policies: dict[str, dict[str, str]]) -> dict[str, Any]:
+        record = self.share(account, name)
+        record["acl"] = policies
+        record["last_modified"] = self.state.now()
+        record["etag"] = etag_for("share", record["last_modified"], record["quota"], sorted(policies))
+        self.state.mark_dirty()
+        return record
+
     def delete_share(self, account: str, name: str) -> None:
         self.share(account, name)
         del self._shares(account)[name]
@@ -288,6 +301,31 @@ class FileStore:
         self.require(node, directory=False)
         node.path.unlink()
         self.forget(node)
+
+    # -- rename ----------------------------------------------------------------
+    def rename(self, source: Node, target: Node, *, directory: bool, replace: bool) -> None:
+        """Rename File / Rename Directory inside one share; properties move with the node.
+
+        A file may replace an existing file when ``replace`` is set; a
+        directory's target must not exist (FileREST "Rename Directory").
+        """
+        self.require(source, directory=directory)
+        if source.rel == "" or target.rel == "":
+            raise ServiceError(400, "InvalidUri", "The requested URI does not represent any resource on the server.")
+        if directory and (target.rel + "/").startswith(source.rel + "/"):
+            raise ServiceError(400, "InvalidInput", "One of the request inputs is not valid.")  # *unverified* code
+        self.require_parent_dir(target)
+        existing = target.stat()
+        if existing is not None and source.rel != target.rel:
+            if directory or stat_mod.S_ISDIR(existing.st_mode) or not replace:
+                raise ServiceError(409, "ResourceAlreadyExists", "The specified resource already exists.")
+        entries = self.share(source.account, source.share)["entries"]
+        moved = {rel: entries.pop(rel) for rel in list(entries) if rel == source.rel or rel.startswith(source.rel + "/")}
+        self.forget(target)
+        os.replace(source.path, target.path)
+        for rel, entry in moved.items():
+            entries[target.rel + rel[len(source.rel) :]] = entry
+        self.state.mark_dirty()
 
     def reset(self) -> None:
         """Remove every share's bytes (a ``state.reset_hooks`` callback)."""

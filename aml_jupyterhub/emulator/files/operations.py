@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from . import directory_ops, file_ops, mount, share_ops
+from . import acl, directory_ops, file_ops, rename, share_ops
 from .rbac import READ_FILES, SHARES_DELETE, SHARES_READ, SHARES_WRITE, WRITE_FILES
 from .request import Operation, StorageRequest
 
@@ -55,9 +55,8 @@ ROUTES: dict[tuple[str, str, str, str], Route] = {
     ("PUT", "share", "share", "metadata"): _share("SetShareMetadata", "w", "c", SHARES_WRITE, share_ops.set_share_metadata),
     ("GET", "share", "share", "stats"): _share("GetShareStats", "r", "c", SHARES_READ, share_ops.get_share_stats),
     ("DELETE", "share", "share", ""): _share("DeleteShare", "d", "c", SHARES_DELETE, share_ops.delete_share),
-    ("GET", "share", "directory", "x-emulator-mount"): _data(
-        "EmulatorMount", "w", (*READ_FILES, *WRITE_FILES), mount.mount_source, srt="c"
-    ),
+    ("GET", "share", "share", "acl"): _share("GetShareACL", "r", "c", SHARES_READ, acl.get_share_acl),
+    ("PUT", "share", "share", "acl"): _share("SetShareACL", "w", "c", SHARES_WRITE, acl.set_share_acl),
     ("GET", "share", "directory", "list"): _LIST,
     ("GET", "path", "directory", "list"): _LIST,
     ("GET", "share", "directory", ""): _GET_DIRECTORY,
@@ -72,6 +71,10 @@ ROUTES: dict[tuple[str, str, str, str], Route] = {
     ("PUT", "path", "directory", "properties"): _data(
         "SetDirectoryProperties", "w", WRITE_FILES, directory_ops.set_directory_properties
     ),
+    ("PUT", "path", "directory", "rename"): _data(
+        "RenameDirectory", "w", WRITE_FILES, partial(rename.rename, directory=True)
+    ),
+    ("PUT", "path", "", "rename"): _data("RenameFile", "w", WRITE_FILES, partial(rename.rename, directory=False)),
     ("PUT", "path", "", ""): _data("CreateFile", "cw", WRITE_FILES, file_ops.create_file),
     ("GET", "path", "", ""): _data("GetFile", "r", READ_FILES, file_ops.get_file),
     ("HEAD", "path", "", ""): _data("GetFileProperties", "r", READ_FILES, file_ops.get_file),

@@ -24,9 +24,10 @@ Deviations from Azure Files, each deliberate:
   enforced when a file is created or resized: a file that would take the share
   past its quota is refused with ``403 ShareSizeLimitReached``.
 - Shared Key failures do not echo the caller's signature (Azure does).
-- Not emulated: snapshots, leases, copy, handles, rename, range lists,
-  Create/Get Permission, service properties, NFS, conditional headers, stored
-  access policies and user-delegation SAS.
+- Not emulated: snapshots, leases, copy, handles, range lists,
+  Create/Get Permission, service properties, NFS, conditional headers and
+  user-delegation SAS. Rename (:mod:`.rename`) and stored access policies
+  (:mod:`.acl`) are, because the user space's mount needs them.
 - Bearer tokens: :mod:`aml_jupyterhub.emulator.files.rbac` documents what Azure does (share
   management by OAuth needs version 2024-11-04 and a management role; the
   Privileged data roles do not include one) and the emulator does the same.

@@ -8,8 +8,15 @@ service (``ss``), resource type (``srt``/``sr``) and permissions (``sp``).
 
 Service SAS: ``sr=s`` (share) or ``sr=f`` (file); versions 2015-02-21 and
 later. Account SAS: ``ss``/``srt``; the 2020-12-06 string-to-sign adds the
-(empty) encryption scope. Not emulated: stored access policies (``si``) and
-user-delegation SAS (``skoid``...), which are refused as AuthenticationFailed.
+(empty) encryption scope.
+
+Stored access policies (``si``, service SAS only): the share's policy of that
+id supplies whichever of ``sp``/``st``/``se`` the SAS leaves out; a field in
+both is refused with 400 ("Define a stored access policy"); an unknown id,
+like a deleted policy, fails authentication, so deleting the policy revokes
+every SAS bound to it. Azure may take up to 30 seconds to apply a policy
+change; the emulator applies it at once. Not emulated: user-delegation SAS
+(``skoid``...), refused as AuthenticationFailed.
 """
 
 from __future__ import annotations
@@ -72,15 +79,21 @@ def canonical_resource(account: str, request: StorageRequest, signed_resource: s
 
 
 # -- checks ---------------------------------------------------------------------
-def verify_sas(account: StorageAccount, request: StorageRequest, op: Operation, now: float) -> None:
+#: A share's stored access policies: signed identifier -> {"start", "expiry", "permission"} (ISO strings).
+Policies = Mapping[str, Mapping[str, str]]
+POLICY_FIELDS = {"st": "start", "se": "expiry", "sp": "permission"}
+
+
+def verify_sas(account: StorageAccount, request: StorageRequest, op: Operation, now: float, policies: Policies | None = None) -> None:
     """Raise the ServiceError Azure would answer, or return if the SAS allows ``op``."""
-    params = sas_params(request)
+    signed = sas_params(request)
+    params = _with_policy(signed, policies or {})
     _require_supported(params)
     if "ss" in params or "srt" in params:
         string_to_sign = account_string_to_sign(account.name, params)
     else:
         _check_service_sas_target(params, request, op)
-        string_to_sign = service_string_to_sign(params, canonical_resource(account.name, request, params["sr"]))
+        string_to_sign = service_string_to_sign(signed, canonical_resource(account.name, request, params["sr"]))
     if not hmac.compare_digest(sign(account.key, string_to_sign), params.get("sig", "")):
         raise auth_failed(f"Signature did not match. String to sign used was {string_to_sign}")
     _check_time(params, now)
@@ -90,9 +103,26 @@ def verify_sas(account: StorageAccount, request: StorageRequest, op: Operation, 
     _check_permission(params, op)
 
 
+def _with_policy(signed: dict[str, str], policies: Policies) -> dict[str, str]:
+    """The SAS's fields completed from its stored access policy (``si``), if it names one."""
+    identifier = signed.get("si")
+    if identifier is None:
+        return signed
+    if "ss" in signed or "srt" in signed:
+        raise auth_failed("Stored access policies are not supported for an account SAS.")
+    policy = policies.get(identifier)
+    if policy is None:
+        raise auth_failed("Signed identifier not found on the share.")  # *unverified* detail text
+    merged = dict(signed)
+    for field, name in POLICY_FIELDS.items():
+        if policy.get(name):
+            if field in signed:
+                raise auth_failed(f"Access policy field {field} is specified both in the SAS and its stored access policy.", 400)
+            merged[field] = policy[name]
+    return merged
+
+
 def _require_supported(params: Mapping[str, str]) -> None:
-    if "si" in params:
-        raise auth_failed("Stored access policies (si) are not supported by the emulator.")
     if "skoid" in params:
         raise auth_failed("User delegation SAS is not supported by the emulator.")
     if not params.get("sv") or not params.get("sp") or not params.get("se"):

@@ -44,21 +44,21 @@ def _quota(h: FilesContext, default: int | None) -> int | None:
     return h.int_header("x-ms-share-quota", 1, MAX_QUOTA_GIB, default)
 
 
-def _share_headers(record: dict[str, Any]) -> dict[str, str]:
+def share_headers(record: dict[str, Any]) -> dict[str, str]:
     return {"ETag": record["etag"], "Last-Modified": http_date(record["last_modified"])}
 
 
 def create_share(h: FilesContext) -> None:
     metadata = parse_metadata(h.sreq.headers)
     record = h.store.create_share(h.account.name, h.share, _quota(h, DEFAULT_QUOTA_GIB) or DEFAULT_QUOTA_GIB, metadata)
-    h.respond(201, _share_headers(record))
+    h.respond(201, share_headers(record))
 
 
 def get_share(h: FilesContext) -> None:
     """Get Share Properties (GET/HEAD) and Get Share Metadata."""
     record = h.store.share(h.account.name, h.share)
     headers = {
-        **_share_headers(record),
+        **share_headers(record),
         **metadata_headers(record["metadata"]),
         "x-ms-share-quota": str(record["quota"]),
         "x-ms-access-tier": "TransactionOptimized",
@@ -71,12 +71,12 @@ def get_share(h: FilesContext) -> None:
 
 def set_share_properties(h: FilesContext) -> None:
     record = h.store.update_share(h.account.name, h.share, quota=_quota(h, None))
-    h.respond(200, _share_headers(record))
+    h.respond(200, share_headers(record))
 
 
 def set_share_metadata(h: FilesContext) -> None:
     record = h.store.update_share(h.account.name, h.share, metadata=parse_metadata(h.sreq.headers))
-    h.respond(200, _share_headers(record))
+    h.respond(200, share_headers(record))
 
 
 def get_share_stats(h: FilesContext) -> None:

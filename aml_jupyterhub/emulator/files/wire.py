@@ -141,3 +141,18 @@ def share_stats_xml(usage_bytes: int) -> bytes:
     """The Get Share Stats body."""
     body = f"{XML_DECLARATION}<ShareStats>{_element('ShareUsageBytes', usage_bytes)}</ShareStats>"
     return body.encode("utf-8")
+
+
+# -- stored access policies (Get/Set Share ACL) -----------------------------------------------
+def signed_identifiers_xml(policies: Mapping[str, Mapping[str, str]]) -> bytes:
+    """The Get Share ACL body: ``<SignedIdentifiers>`` with each policy's set fields."""
+    names = (("start", "Start"), ("expiry", "Expiry"), ("permission", "Permission"))
+    items = "".join(
+        "<SignedIdentifier>"
+        + _element("Id", identifier)
+        + "<AccessPolicy>"
+        + "".join(_element(tag, policy[key]) for key, tag in names if policy.get(key))
+        + "</AccessPolicy></SignedIdentifier>"
+        for identifier, policy in policies.items()
+    )
+    return f"{XML_DECLARATION}<SignedIdentifiers>{items}</SignedIdentifiers>".encode("utf-8")

@@ -13,10 +13,12 @@ this runtime to bring it up, and Running follows only once it is up:
    stand-in for ``https://<name>.<region>.instances.azureml.ms``: that URL is
    what the instance's ``applications`` advertise.
 
-Leaving Running stops the server. What only Azure can do is shimmed: the
-managed-identity endpoint is the emulator's ``instances`` service, and a share
-"mount" is a symlink to the emulated share's directory, granted only to a
-caller whose credential Azure Files accepts (:mod:`aml_jupyterhub.emulator.files.mount`).
+Leaving Running stops the machine: as a VM's shutdown does, every process the
+startup script left behind (e.g. the user space's ``rclone mount``) gets
+SIGTERM, then SIGKILL after a grace period, and a FUSE mount still under the
+home is detached; then the Jupyter server stops. The managed-identity
+endpoint is the emulator's ``instances`` service; the user space is a real
+FUSE mount of the emulated Files service (FileREST), as on Azure.
 
 The Azure ML gateway's sign-in is played by the Jupyter server's identity
 provider (:mod:`aml_jupyterhub.emulator.instances.gateway`): only the assigned user, signed in at the emulated
@@ -32,6 +34,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import ssl
 import sys
@@ -55,6 +58,8 @@ log = logging.getLogger("aml_jupyterhub.emulator.instances")
 
 SCRIPT_TIMEOUT = re.compile(r"^(\d+)([smh]?)$")
 SERVER_READY_SECONDS = 60.0
+#: How long a stopping machine's processes get between SIGTERM and SIGKILL (a VM gives more).
+STOP_GRACE_SECONDS = 10.0
 #: Environment variables a process on an instance inherits from the machine (nothing else leaks in).
 INHERITED = ("PATH", "LANG", "LC_ALL", "JAVA_HOME", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
 
@@ -73,6 +78,7 @@ class Instance:
     assigned_oid: str = ""  # the only user the gateway lets in
     assigned_tenant: str = ""
     server: asyncio.subprocess.Process | None = None
+    script_group: int | None = None  # the startup script's process group: what it leaves running
 
     @property
     def home(self) -> Path:
@@ -81,6 +87,43 @@ class Instance:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mounts_under(root: Path) -> list[str]:
+    """FUSE mount points inside ``root`` (from this process's mount table)."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    prefix = str(root.resolve()) + "/"
+    points = [line.split()[1].encode().decode("unicode_escape") for line in lines if " fuse" in line]
+    return [p for p in points if p.startswith(prefix)]
+
+
+async def end_processes(machine: Instance, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Shut the machine's leftover processes down as a VM does: SIGTERM, a grace period, SIGKILL; detach its mounts."""
+    group, machine.script_group = machine.script_group, None
+    if group is not None and _group_alive(group):
+        os.killpg(group, signal.SIGTERM)
+        deadline = asyncio.get_running_loop().time() + grace
+        while _group_alive(group) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)  # polling: a process group offers nothing to wait on
+        if _group_alive(group):
+            os.killpg(group, signal.SIGKILL)
+    for point in mounts_under(machine.home):  # a mount whose process was killed: detach it (lazy unmount)
+        fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
+        proc = await asyncio.create_subprocess_exec(fusermount, "-uz", point, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await asyncio.wait_for(proc.wait(), 10)
 
 
 def _free_port() -> int:
@@ -142,6 +185,8 @@ class InstanceRuntime:
 
     async def shut_down(self, resource: dict[str, Any]) -> None:
         machine = self.instances.get(resource["id"].lower())
+        if machine:
+            await end_processes(machine)
         if machine and machine.server and machine.server.returncode is None:
             machine.server.terminate()
             try:
@@ -180,6 +225,7 @@ class InstanceRuntime:
 
     async def stop_all(self) -> None:
         for machine in list(self.instances.values()):
+            await end_processes(machine)
             if machine.server and machine.server.returncode is None:
                 machine.server.kill()
                 await machine.server.wait()
@@ -216,6 +262,7 @@ class InstanceRuntime:
                 "bash", str(path), *args, cwd=machine.home, env=self.environment(machine), stdout=out, stderr=out,
                 start_new_session=True,
             )  # fmt: skip
+            machine.script_group = process.pid
             try:
                 code = await asyncio.wait_for(process.wait(), script_timeout(script.get("timeout")))
             except asyncio.TimeoutError:
