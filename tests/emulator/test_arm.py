@@ -20,8 +20,8 @@ from aml_jupyterhub.emulator.arm.model import STATES
 from support.arm_fixtures import ARM_SCOPE, FAST, arm_request, unique_name
 from support.hub import wait_for
 
-# The official REST examples, from the project's shared reference data (beside the checkout, as in CI).
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "aml-compute-rest-2023-08-01-preview"
+# The official REST examples, kept in the repository (tests/reference/README.md names their source and licence).
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "aml-compute-rest-2023-08-01-preview"
 DIRECTORY = default_config()
 ALICE, BOB, CAROL, EVE = (DIRECTORY.user(f"{n}@contoso.example") for n in ("alice", "bob", "carol", "eve"))
 WS, WS2 = DIRECTORY.workspaces
