@@ -15,13 +15,17 @@ from typing import Any
 
 import requests
 
+from .user import give, home
+
 
 class MountError(Exception):
     """The share could not be mounted; the message is safe to log."""
 
 
 def mount_point(access: dict[str, Any]) -> Path:
-    return Path(os.path.expanduser(access["mount_path"]))
+    """Where the share appears: ``~`` is the notebook user's home, also when the agent runs as root."""
+    path = str(access["mount_path"])
+    return home() / path[2:] if path == "~" or path.startswith("~/") else Path(path)
 
 
 def _auth(access: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -59,4 +63,5 @@ def mount(access: dict[str, Any], timeout: float = 30.0) -> Path:
             raise MountError(f"{target} exists and is not empty; move it away to mount the share there")
         target.rmdir()
     target.symlink_to(source, target_is_directory=True)
+    give(target)  # the mount point is the notebook user's
     return target
