@@ -10,6 +10,7 @@ Service SAS: ``sr=s`` (share) or ``sr=f`` (file); versions 2015-02-21 and
 later. Account SAS: ``ss``/``srt``; the 2020-12-06 string-to-sign adds the
 (empty) encryption scope. Not emulated: stored access policies (``si``) and
 user-delegation SAS (``skoid``...), which are refused as AuthenticationFailed.
+Sources: docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations
