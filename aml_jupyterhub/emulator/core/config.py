@@ -291,9 +291,11 @@ def default_config() -> EmulatorConfig:
         workspaces=workspaces,
         storage_accounts=[storage],
         vm_sizes=vm_sizes,
+        # Stopped instances keep their cores (as in Azure), and a test session's emulator keeps every
+        # instance its tests made: room for a few hundred of them.
         core_quotas={
-            f"{DEMO_SUBSCRIPTION}/eastus/standardDSv2Family": 400,
-            f"{DEMO_SUBSCRIPTION}/eastus/standardEDv4Family": 400,
+            f"{DEMO_SUBSCRIPTION}/eastus/standardDSv2Family": 2000,
+            f"{DEMO_SUBSCRIPTION}/eastus/standardEDv4Family": 2000,
             f"{DEMO_SUBSCRIPTION}/eastus/standardNCSv3Family": 0,
         },
     )
