@@ -72,11 +72,7 @@ class InstanceHubToken:
         return self.exchange()
 
     def exchange(self) -> str:
-        from azure.identity import ManagedIdentityCredential
-
-        # The instance's system-assigned identity, named by its client id as Azure ML documents.
-        with ManagedIdentityCredential(client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or None) as credential:
-            identity_token = credential.get_token(f"{self.audience}/.default").token
+        identity_token = instance_identity_token(self.audience)
         response = requests.post(
             f"{self.hub_api_url}/aml/instance-token", json={"identity_token": identity_token}, timeout=self.timeout
         )
@@ -88,6 +84,15 @@ class InstanceHubToken:
             {"token": body["token"], "expires_at": body["expires_at"], "user": body["user"], "hub_api_url": self.hub_api_url, "audience": self.audience},
         )
         return body["token"]
+
+
+def instance_identity_token(audience: str) -> str:
+    """A token for ``audience`` from the instance's own system-assigned identity (never the signed-in user's)."""
+    from azure.identity import ManagedIdentityCredential
+
+    # Named by its client id, as Azure ML documents: without it an SSO instance answers for the user.
+    with ManagedIdentityCredential(client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or None) as credential:
+        return credential.get_token(f"{audience}/.default").token
 
 
 def _message(response: requests.Response) -> str:

@@ -7,6 +7,8 @@ import base64
 import copy
 import os
 import pwd
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,3 +232,22 @@ def test_gateway_lets_in_only_a_user_whose_role_grants_application_access(runnin
     assert refused.status_code == 403 and "computes/applicationaccess/action" in refused.text
     control.arm_assign_role(WORKSPACE.name, ALICE.username, "Compute Instance User (custom)")  # the documented custom role
     assert instance_session(lab, ALICE.username, ca)[1].status_code == 200
+
+
+def test_the_agent_gets_the_instance_identity_not_the_signed_in_user(running):
+    emu, control = running
+    name = unique_name()
+    create(emu, control, name)  # SSO on (the default)
+    resource = settled(control, name)
+    machine = machine_of(emu, resource)
+    runtime = emu.state.instances
+    code = (
+        "import jwt; from aml_jupyterhub.instance.hub_token import instance_identity_token; "
+        f"print(jwt.decode(instance_identity_token('api://{CONFIG.apps[0].client_id}'), options={{'verify_signature': False}}).get('xms_mirid'))"
+    )
+    done = subprocess.run(
+        runtime.user_command(machine, [sys.executable, "-c", code]), env=runtime.environment(machine), cwd=machine.home,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == resource["id"]
