@@ -66,7 +66,7 @@ class AzureAdDelegatedAuthenticator(AzureAdOAuthenticator):
         default name to an empty string to remove it. Example::
 
             c.AzureAdDelegatedAuthenticator.resources = {
-                "fabric": "https://api.fabric.microsoft.com/Lakehouse.Execute.All",
+                "fabric": "https://api.fabric.microsoft.com/Lakehouse.Execute.All https://api.fabric.microsoft.com/Code.AccessFabric.All",
                 "myapi": "api://1234-5678/access_as_user",
             }
         """,

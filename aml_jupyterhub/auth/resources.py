@@ -6,7 +6,11 @@ from __future__ import annotations
 DEFAULT_RESOURCES: dict[str, str] = {
     "arm": "https://management.azure.com/user_impersonation",
     "storage": "https://storage.azure.com/user_impersonation",
-    "fabric": "https://api.fabric.microsoft.com/Lakehouse.Execute.All https://api.fabric.microsoft.com/Lakehouse.Read.All",
+    # Fabric's Livy API: Code.AccessFabric.All for every call, Code.AccessStorage.All for lakehouse data.
+    "fabric": " ".join(
+        f"https://api.fabric.microsoft.com/{scope}"
+        for scope in ("Lakehouse.Execute.All", "Lakehouse.Read.All", "Code.AccessFabric.All", "Code.AccessStorage.All")
+    ),
     "databricks": "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/user_impersonation",
     "graph": "https://graph.microsoft.com/User.Read https://graph.microsoft.com/GroupMember.Read.All",
     "postgres": "https://ossrdbms-aad.database.windows.net/.default",

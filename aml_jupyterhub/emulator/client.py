@@ -121,7 +121,7 @@ class EmulatorControl:
         return next((c for c in self.arm_computes() if c["name"].lower() == name.lower()), None)
 
     def arm_force_state(self, name: str, state: str) -> dict[str, Any]:
-        """Put a compute into any of the 15 states now (a transition under way ends Canceled)."""
+        """Put a compute into any of the 16 states now (a transition under way ends Canceled)."""
         return self._call("POST", f"/arm/computes/{name}/state", json={"state": state})
 
     def arm_settle(self, name: str) -> dict[str, Any]:
@@ -129,8 +129,16 @@ class EmulatorControl:
         return self._call("POST", f"/arm/computes/{name}/settle")
 
     def arm_idle_shutdown(self, name: str) -> dict[str, Any]:
-        """Stop a running compute as its idle-shutdown timer would."""
+        """Stop a running compute as its idle-shutdown timer would.
+
+        Refused (409 ``IdleShutdownNotApplied``) for an instance whose managed identity lacks Contributor on
+        the workspace, as Azure never idle-stops those.
+        """
         return self._call("POST", f"/arm/computes/{name}/idle-shutdown")
+
+    def arm_scheduled_stop(self, name: str) -> dict[str, Any]:
+        """Stop a running compute as a start/stop schedule would (Azure stopped it: no identity rule applies)."""
+        return self._call("POST", f"/arm/computes/{name}/idle-shutdown", params={"trigger": "Schedule"})
 
     def arm_fail_next(self, operation: str, state: str, name: str | None = None, **error: str) -> None:
         """Make the next ``operation`` (create|start) of ``name`` (or any) end in ``state`` (CreateFailed|SetupFailed).

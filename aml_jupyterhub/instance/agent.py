@@ -1,5 +1,8 @@
 """The startup agent: run by the instance's startup script on every start, as root on Azure.
 
+Everything it sets up for the user lands in the notebook user's home (or the
+user space mounted there), owned by that user, private (:mod:`.user`).
+
 1. trade the instance's managed identity for the user's hub token (``hub_token``);
 2. ask the hub what to set up (``GET <hub api>/aml/instance-config?compute=<CI_NAME>``);
 3. mount the user's share (``mount``);
@@ -24,6 +27,7 @@ import requests
 
 from .hub_token import InstanceHubToken, state_dir
 from .mount import mount, mount_point
+from .user import give, home, private_dirs
 
 log = logging.getLogger("aml_jupyterhub.instance")
 
@@ -44,12 +48,17 @@ def configure_spark(spark: dict[str, Any], conf_dir: Path) -> None:
     from ..spark import install_kernelspecs, write_sparkmagic_config
 
     write_sparkmagic_config(spark, conf_dir)
-    link = Path.home() / ".sparkmagic"
+    give(conf_dir)
+    link = home() / ".sparkmagic"
     if link.is_symlink() or not link.exists():
         if link.is_symlink():
             link.unlink()
         link.symlink_to(conf_dir, target_is_directory=True)
-    install_kernelspecs(user=True)
+        give(link)
+    # The user's own kernelspecs (~/.local/share/jupyter/kernels), whoever runs the agent.
+    kernels = private_dirs(home(), ".local/share/jupyter/kernels")
+    install_kernelspecs(prefix=str(home() / ".local"))
+    give(kernels)
 
 
 def start(hub_api_url: str, audience: str) -> None:
@@ -61,12 +70,14 @@ def start(hub_api_url: str, audience: str) -> None:
     space = config.get("userspace")
     if space:
         log.info("user space %s mounted at %s", space["share_url"].rsplit("/", 1)[-1], mount(space))
-    base = mount_point(space) if space else Path.home()
+    base = mount_point(space) if space else home()
     if config.get("spark"):
-        conf_dir = base / ".sparkmagic" / compute
+        conf_dir = private_dirs(base, Path(".sparkmagic") / compute)
         configure_spark(config["spark"], conf_dir)
         log.info("Spark kernels configured (%s)", conf_dir)
-    (state_dir() / "settings.json").write_text(json.dumps(config.get("settings") or {}))
+    settings_file = private_dirs(state_dir().parent, state_dir().name) / "settings.json"
+    settings_file.write_text(json.dumps(config.get("settings") or {}))
+    give(settings_file)
     copied = copy_examples(base / "examples")
     if copied:
         log.info("example notebooks copied: %s", ", ".join(copied))
@@ -75,10 +86,11 @@ def start(hub_api_url: str, audience: str) -> None:
 def copy_examples(target: Path) -> list[str]:
     """Copy the shipped example notebooks that are not in ``target`` yet."""
     source = Path(__file__).resolve().parent.parent / "examples"
-    target.mkdir(parents=True, exist_ok=True)
+    private_dirs(target.parent, target.name)
     copied = []
     for notebook in sorted(source.glob("*.ipynb")):
         if not (target / notebook.name).exists():
             shutil.copyfile(notebook, target / notebook.name)
+            give(target / notebook.name)
             copied.append(notebook.name)
     return copied

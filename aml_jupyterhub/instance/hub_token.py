@@ -1,8 +1,12 @@
 """The instance's hub API token: traded for the instance's managed-identity token, kept private, renewed.
 
-The token lives in ``~/.aml-jupyterhub/hub-token.json`` (directory 700, file
-600), owned by the instance's user, and expires within the hour; when it is
-missing or near expiry it is exchanged again (``POST <hub api>/aml/instance-token``).
+The token lives in the notebook user's ``~/.aml-jupyterhub/hub-token.json``
+(directory 700, file 600, owned by that user, also when the agent writes it
+as root) and expires within the hour; when it is missing or near expiry it is
+exchanged again (``POST <hub api>/aml/instance-token``). The exchange asks the
+instance's managed-identity endpoint for the instance's own identity
+(``client_id=$DEFAULT_IDENTITY_CLIENT_ID``): without it, an instance with SSO
+answers with the signed-in user's token instead (docs/token-broker.md).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from typing import Any
 
 import requests
 
+from .user import give, home
+
 RENEW_MARGIN = 300.0
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("AML_INSTANCE_STATE_DIR") or Path.home() / ".aml-jupyterhub")
+    return Path(os.environ.get("AML_INSTANCE_STATE_DIR") or home() / ".aml-jupyterhub")
 
 
 def token_file() -> Path:
@@ -38,6 +44,7 @@ def _write_private(path: Path, payload: dict[str, Any]) -> None:
         json.dump(payload, f)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+    give(path.parent)
 
 
 class InstanceHubToken:
@@ -65,10 +72,7 @@ class InstanceHubToken:
         return self.exchange()
 
     def exchange(self) -> str:
-        from azure.identity import ManagedIdentityCredential
-
-        with ManagedIdentityCredential() as credential:
-            identity_token = credential.get_token(f"{self.audience}/.default").token
+        identity_token = instance_identity_token(self.audience)
         response = requests.post(
             f"{self.hub_api_url}/aml/instance-token", json={"identity_token": identity_token}, timeout=self.timeout
         )
@@ -80,6 +84,15 @@ class InstanceHubToken:
             {"token": body["token"], "expires_at": body["expires_at"], "user": body["user"], "hub_api_url": self.hub_api_url, "audience": self.audience},
         )
         return body["token"]
+
+
+def instance_identity_token(audience: str) -> str:
+    """A token for ``audience`` from the instance's own system-assigned identity (never the signed-in user's)."""
+    from azure.identity import ManagedIdentityCredential
+
+    # Named by its client id, as Azure ML documents: without it an SSO instance answers for the user.
+    with ManagedIdentityCredential(client_id=os.environ.get("DEFAULT_IDENTITY_CLIENT_ID") or None) as credential:
+        return credential.get_token(f"{audience}/.default").token
 
 
 def _message(response: requests.Response) -> str:

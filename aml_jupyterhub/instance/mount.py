@@ -27,13 +27,13 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from .hub_token import state_dir
+from .user import home, notebook_user
 
 MOUNT_TIMEOUT = 30.0
 DIR_CACHE_SECONDS = 10
@@ -46,36 +46,10 @@ class MountError(Exception):
     """The share could not be mounted; the message is one sentence, safe to log (no credential)."""
 
 
-@dataclass(frozen=True)
-class NotebookUser:
-    """The user whose Jupyter reads the mount: its ids and home."""
-
-    name: str
-    uid: int
-    gid: int
-    home: Path
-
-
-def notebook_user() -> NotebookUser:
-    """``CI_LOCAL_UBUNTU_USER`` (Azure ML: ``azureuser``), else whoever runs the agent, with ``$HOME`` as home."""
-    name = os.environ.get("CI_LOCAL_UBUNTU_USER", "")
-    if name:
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise MountError(f"the notebook user {name} does not exist on this instance") from None
-        return NotebookUser(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
-    entry = pwd.getpwuid(os.getuid())
-    return NotebookUser(entry.pw_name, entry.pw_uid, entry.pw_gid, Path.home())
-
-
-def mount_point(access: dict[str, Any], user: NotebookUser | None = None) -> Path:
-    """``mount_path`` (``~/userfiles``) in the notebook user's home."""
-    user = user or notebook_user()
+def mount_point(access: dict[str, Any]) -> Path:
+    """``mount_path`` (``~/userfiles``): ``~`` is the notebook user's home, also when the agent runs as root."""
     path = str(access["mount_path"])
-    if path == "~" or path.startswith("~/"):
-        return user.home / path[2:]
-    return Path(path)
+    return home() / path[2:] if path == "~" or path.startswith("~/") else Path(path)
 
 
 def rclone_binary() -> str:
@@ -94,17 +68,17 @@ def require_fuse() -> None:
         raise MountError("fusermount3 is missing on this instance (apt-get install fuse3)")
 
 
-def rclone_argv(binary: str, access: dict[str, Any], target: Path, user: NotebookUser, cache_dir: Path) -> list[str]:
+def rclone_argv(binary: str, access: dict[str, Any], target: Path, user: pwd.struct_passwd, cache_dir: Path) -> list[str]:
     """The command line: options only, never a credential."""
     remote = ":azurefiles:" + str(access.get("share_folder") or "").strip("/")
     argv = [
         binary, "mount", remote, str(target),
         "--vfs-cache-mode", "writes", f"--vfs-write-back={WRITE_BACK_SECONDS}s",
         f"--dir-cache-time={DIR_CACHE_SECONDS}s", f"--cache-dir={cache_dir}",
-        f"--uid={user.uid}", f"--gid={user.gid}", "--umask=077", "--default-permissions",
+        f"--uid={user.pw_uid}", f"--gid={user.pw_gid}", "--umask=077", "--default-permissions",
         f"--log-file={cache_dir.parent / LOG_NAME}", "--log-level=NOTICE",
     ]  # fmt: skip
-    if os.getuid() != user.uid:
+    if os.getuid() != user.pw_uid:
         argv.append("--allow-other")  # root mounts for the notebook user; modes still keep it private
     return argv
 
@@ -136,14 +110,14 @@ def check_access(access: dict[str, Any], timeout: float = 30.0) -> None:
         raise MountError(f"Azure Files refused this instance's credential for the share ({response.status_code} {code})")
 
 
-def _prepare(target: Path, user: NotebookUser, cache_dir: Path) -> None:
+def _prepare(target: Path, user: pwd.struct_passwd, cache_dir: Path) -> None:
     if os.path.ismount(target):
         return
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
         raise MountError(f"{target} exists and is not empty; move it away to mount the share there")
     if os.getuid() == 0:
-        os.chown(target, user.uid, user.gid)
+        os.chown(target, user.pw_uid, user.pw_gid)
     target.chmod(0o700)
     cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -170,8 +144,11 @@ def wait_until_mounted(process: subprocess.Popen, target: Path, log_file: Path, 
 
 def mount(access: dict[str, Any], timeout: float = MOUNT_TIMEOUT) -> Path:
     """Mount the share at its mount point (idempotent: an existing mount is kept); returns the mount point."""
-    user = notebook_user()
-    target = mount_point(access, user)
+    try:
+        user = notebook_user()
+    except KeyError:
+        raise MountError(f"the notebook user {os.environ.get('CI_LOCAL_UBUNTU_USER')} does not exist on this instance") from None
+    target = mount_point(access)
     if os.path.ismount(target):
         return target
     binary = rclone_binary()

@@ -99,7 +99,7 @@ def explain_refusal(response: requests.Response, fabric: bool) -> str:
         return (
             f"Microsoft Fabric refused access ({detail}). Check that you are a Contributor (or higher) in the "
             "Fabric workspace, that the Fabric tenant setting for the Livy API is on, and that the hub's app "
-            "registration has the delegated Fabric permissions (e.g. Lakehouse.Execute.All)."
+            "registration has the delegated Fabric permissions (Code.AccessFabric.All, Lakehouse.Execute.All)."
         )
     return f"The Livy server refused access (403: {detail})."
 

@@ -22,6 +22,7 @@ STATE_PHASES: dict[str, Phase] = {
     "Restarting": Phase.PENDING,
     "Stopping": Phase.PENDING,  # on its way to Stopped
     "Deleting": Phase.PENDING,  # on its way to gone
+    "Resizing": Phase.PENDING,  # changing VM size; it comes back on its own
     "Unknown": Phase.PENDING,  # Azure reports it transiently; decide on a later look
     "Stopped": Phase.STOPPED,
     "CreateFailed": Phase.FAILED,

@@ -14,14 +14,16 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from azure.ai.ml._restclient.arm_ml_service.models import ComputeInstanceState
+
 from aml_jupyterhub.emulator import EmulatorThread, default_config
 from aml_jupyterhub.emulator.client import EmulatorControl
 from aml_jupyterhub.emulator.arm.model import STATES
 from support.arm_fixtures import ARM_SCOPE, FAST, arm_request, unique_name
 from support.hub import wait_for
 
-# The official REST examples, from the project's shared reference data (beside the checkout, as in CI).
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "aml-compute-rest-2023-08-01-preview"
+# The official REST examples, kept in the repository (tests/reference/README.md names their source and licence).
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "aml-compute-rest-2023-08-01-preview"
 DIRECTORY = default_config()
 ALICE, BOB, CAROL, EVE = (DIRECTORY.user(f"{n}@contoso.example") for n in ("alice", "bob", "carol", "eve"))
 WS, WS2 = DIRECTORY.workspaces
@@ -253,13 +255,16 @@ def test_names_are_unique_in_the_region(arm_call, compute_name):
     assert other.status_code == 409 and "unique per region" in other.json()["error"]["message"]
 
 
-def test_vcpu_quota_counts_computes_that_are_not_stopped(arm_call, fast_computes):
+def holds_quota(compute: dict) -> bool:
+    props = compute["properties"]["properties"]
+    if props["state"] == "Stopped":
+        return props.get("releaseQuotaOnStop") is not True
+    return props["state"] not in ("CreateFailed", "Deleting")
+
+
+def test_vcpu_quota_is_held_by_stopped_instances_and_released_only_on_request(arm_call, fast_computes):
     family, size = "standardEDv4Family", "Standard_E4ds_v4"
-    used = sum(
-        4
-        for c in fast_computes.arm_computes()
-        if c["properties"]["properties"]["vmSize"] == size and c["properties"]["properties"]["state"] not in ("Stopped", "CreateFailed", "Deleting")
-    )
+    used = sum(4 for c in fast_computes.arm_computes() if c["properties"]["properties"]["vmSize"] == size and holds_quota(c))
     fast_computes.update_settings(core_quotas={f"{WS.subscription_id}/eastus/{family}": used + 4})
     first, second = unique_name("qa"), unique_name("qb")
     create(arm_call, first, size=size)
@@ -268,8 +273,25 @@ def test_vcpu_quota_counts_computes_that_are_not_stopped(arm_call, fast_computes
     assert f"{family} vCPU quota of {used + 4}" in refused.json()["error"]["message"]
     assert arm_call("POST", compute_path(first) + "/stop").status_code == 202
     wait_state(arm_call, first, "Stopped")
-    create(arm_call, second, size=size)  # the stopped instance released its cores
-    restart = arm_call("POST", compute_path(first) + "/start")
+    # "Stopping the compute instance doesn't release quota to ensure you are able to restart it."
+    still = arm_call("PUT", compute_path(second), json=instance_body(size=size))
+    assert still.status_code == 400 and still.json()["error"]["code"] == "QuotaExceeded"
+    assert arm_call("POST", compute_path(first) + "/start").status_code == 202  # its own cores are kept for it
+    wait_state(arm_call, first, "Running")
+    assert arm_call("POST", compute_path(first) + "/stop").status_code == 202
+    wait_state(arm_call, first, "Stopped")
+    # An instance created with releaseQuotaOnStop gives its cores back when stopped, and needs quota to start.
+    third = unique_name("qc")
+    body = instance_body(size=size)
+    body["properties"]["properties"]["releaseQuotaOnStop"] = True
+    assert arm_call("DELETE", compute_path(first) + "?underlyingResourceAction=Delete").status_code in (200, 202)
+    wait_state(arm_call, first, None)
+    assert arm_call("PUT", compute_path(third), json=body).status_code == 201
+    wait_state(arm_call, third, "Running")
+    assert arm_call("POST", compute_path(third) + "/stop").status_code == 202
+    wait_state(arm_call, third, "Stopped")
+    create(arm_call, second, size=size)  # the released cores
+    restart = arm_call("POST", compute_path(third) + "/start")
     assert restart.status_code == 400 and restart.json()["error"]["code"] == "QuotaExceeded"
     unknown = arm_call("PUT", compute_path(unique_name()), json=instance_body(size="Standard_Imaginary_v9"))
     assert unknown.status_code == 400 and "Standard_Imaginary_v9" in unknown.json()["error"]["message"]
@@ -354,7 +376,7 @@ def test_every_state_can_be_forced(arm_call, fast_computes, compute_name):
         forced = fast_computes.arm_force_state(compute_name, state)
         assert forced["properties"]["properties"]["state"] == state
         assert state_of(arm_call, compute_name) == state
-    assert len(STATES) == 15
+    assert set(STATES) == {s.value for s in ComputeInstanceState} and "Resizing" in STATES  # the spec's enum
 
 
 def test_injected_setup_failure_on_start_fails_the_operation(arm_call, fast_computes, compute_name):
@@ -380,6 +402,21 @@ def test_idle_shutdown_stops_with_its_trigger(arm_call, fast_computes, compute_n
     wait_state(arm_call, compute_name, "Stopped")
     last = arm_call("GET", compute_path(compute_name)).json()["properties"]["properties"]["lastOperation"]
     assert (last["operationName"], last["operationStatus"], last["operationTrigger"]) == ("Stop", "Succeeded", "IdleShutdown")
+
+
+def test_no_idle_shutdown_for_an_instance_whose_identity_lacks_contributor(arm_call, fast_computes, compute_name):
+    body = instance_body()
+    body["identity"] = {"type": "SystemAssigned"}
+    assert arm_call("PUT", compute_path(compute_name), json=body).status_code == 201
+    wait_state(arm_call, compute_name, "Running")
+    with pytest.raises(requests.HTTPError) as refused:
+        fast_computes.arm_idle_shutdown(compute_name)
+    assert refused.value.response.status_code == 409 and "Contributor" in refused.value.response.text
+    assert state_of(arm_call, compute_name) == "Running"  # it keeps running (and billing)
+    principal = arm_call("GET", compute_path(compute_name)).json()["identity"]["principalId"]
+    fast_computes.arm_assign_role(WS.name, principal, "Contributor")
+    fast_computes.arm_idle_shutdown(compute_name)  # with Contributor on the workspace, idle shutdown works
+    wait_state(arm_call, compute_name, "Stopped")
 
 
 def test_computes_and_transitions_survive_a_restart(fresh_emulator):

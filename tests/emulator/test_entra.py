@@ -87,7 +87,8 @@ def test_msal_instance_discovery_and_oidc_authority(emulator, ca_bundle):
     validated = msal_app(emulator, ca_bundle, instance_discovery=f"{authority}/common/discovery/instance")
     result = validated.acquire_token_for_client(["https://management.azure.com/.default"])
     token = claims(result["access_token"])
-    assert token["aud"] == "https://management.azure.com" and token["idtyp"] == "app"
+    # An app-only token: roles, no scp; idtyp only where the resource's registration asks for it (ARM does not here).
+    assert token["aud"] == "https://management.azure.com" and "scp" not in token and "idtyp" not in token
     assert token["oid"] == DIRECTORY.apps[0].service_principal_oid
     oidc = msal_app(emulator, ca_bundle, authority=None, oidc_authority=f"{authority}/{TENANT.id}/v2.0")
     assert "access_token" in oidc.acquire_token_for_client(["https://storage.azure.com/.default"])

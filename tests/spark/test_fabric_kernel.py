@@ -90,7 +90,7 @@ def test_missing_fabric_permission_is_explained(fabric_endpoint, spark_kernel):
     kernel = spark_kernel(fabric(fabric_endpoint), token_scope="https://api.fabric.microsoft.com/Lakehouse.Read.All")
     result = kernel.run("1 + 1")
     assert "Microsoft Fabric refused access (InsufficientScopes" in result.stderr, result.text
-    assert "Contributor" in result.stderr and "Lakehouse.Execute.All" in result.stderr
+    assert "Contributor" in result.stderr and "Code.AccessFabric.All" in result.stderr
 
 
 def test_token_fabric_does_not_accept_is_explained(fabric_endpoint, spark_kernel, livy_control):

@@ -47,7 +47,7 @@ def test_fabric_kernel_with_tokens_from_the_hub_broker(emulator, ca_bundle, fabr
         assert token_calls and all(r["status"] == 200 for r in token_calls)
         minted = hub.api("GET", "/aml/tokens/fabric", token=api_token).json()["access_token"]
         assert jwt.decode(minted, options={"verify_signature": False})["scp"].split() == [
-            "Lakehouse.Execute.All", "Lakehouse.Read.All"]
+            "Code.AccessFabric.All", "Code.AccessStorage.All", "Lakehouse.Execute.All", "Lakehouse.Read.All"]
         assert minted[:24] not in hub.logs()
         kernel.shutdown()
     finally:

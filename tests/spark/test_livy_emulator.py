@@ -160,6 +160,9 @@ def test_fabric_auth_errors(fabric, livy_control):
 
     read_only = fabric("GET", "/sessions", scope="https://api.fabric.microsoft.com/Lakehouse.Read.All")
     assert read_only.status_code == 403 and read_only.json()["errorCode"] == "InsufficientScopes"
+    # Code.AccessFabric.All is required for every Livy API operation, Lakehouse scopes or not.
+    lakehouse_only = fabric("GET", "/sessions", scope="https://api.fabric.microsoft.com/Lakehouse.Execute.All")
+    assert lakehouse_only.status_code == 403 and lakehouse_only.json()["errorCode"] == "InsufficientScopes"
 
     sid = fabric("POST", "/sessions", json={}).json()["id"]
     assert fabric("GET", f"/sessions/{sid}", user="bob@contoso.example").status_code == 404  # not bob's

@@ -103,4 +103,4 @@ async def test_service_principal_gets_an_app_token_for_arm_from_the_emulator(emu
         await credential.close()
     claims = jwt.decode(token.token, options={"verify_signature": False})
     assert claims["aud"].rstrip("/") == "https://management.azure.com"
-    assert claims["oid"] == stable_id("sp", DEMO_CLIENT_ID) and claims["idtyp"] == "app"
+    assert claims["oid"] == stable_id("sp", DEMO_CLIENT_ID) and "scp" not in claims  # app-only

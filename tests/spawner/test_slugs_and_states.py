@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from azure.ai.ml._restclient.arm_ml_service.models import ComputeInstanceState
 
 from aml_jupyterhub.spawner.slugs import compute_instance_name, is_valid_compute_name
 from aml_jupyterhub.spawner.states import STATE_PHASES, Phase, phase_of
 
-AZURE_STATES = {
-    "Creating", "CreateFailed", "Deleting", "JobRunning", "Restarting", "Running", "SettingUp", "SetupFailed",
-    "Starting", "Stopped", "Stopping", "UserSettingUp", "UserSetupFailed", "Unknown", "Unusable",
-}
+# ComputeInstanceState as the REST spec has it (azure-ai-ml's models are generated from it).
+AZURE_STATES = {state.value for state in ComputeInstanceState}
 
 
 @pytest.mark.parametrize(
@@ -64,5 +63,6 @@ def test_every_azure_state_is_mapped_explicitly():
     assert phase_of("Running") is Phase.RUNNING
     assert phase_of("Stopping") is Phase.PENDING
     assert phase_of("Unusable") is Phase.FAILED
+    assert "Resizing" in AZURE_STATES and phase_of("Resizing") is Phase.PENDING
     assert phase_of(None) is Phase.STOPPED
     assert phase_of("SomethingNew") is Phase.PENDING

@@ -26,7 +26,7 @@ from aml_jupyterhub.emulator.client import EmulatorControl
 from aml_jupyterhub.spark import install_kernelspecs, parse_spark_settings, sparkmagic_config, write_sparkmagic_config
 
 TESTS = Path(__file__).resolve().parents[1]
-FABRIC_SCOPE = "https://api.fabric.microsoft.com/Lakehouse.Execute.All"
+FABRIC_SCOPE = "https://api.fabric.microsoft.com/Lakehouse.Execute.All https://api.fabric.microsoft.com/Code.AccessFabric.All"
 ALICE = "alice@contoso.example"
 
 

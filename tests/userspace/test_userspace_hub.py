@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundErr
 from azure.storage.fileshare import ShareClient
 
 from aml_jupyterhub.auth.handlers import BROKER_SCOPE
+from aml_jupyterhub.emulator.instances.sandbox import isolation_unavailable
 from aml_jupyterhub.userspace import share_name
 from support.fuse import eventually, requires_fuse
 from support.signin import instance_session
@@ -28,6 +30,8 @@ HUB_ID = "userspace"
 FOLDER = "files"  # c.UserSpace.share_folder: what the instances mount
 SETTLE = 15  # seconds: write-back after close (1 s) plus the upload, and the mount's directory cache (10 s)
 pytestmark = requires_fuse  # every instance mounts its user's share for real
+# What only a root emulator sets up (azureuser, a mount namespace per instance); CI runs as root.
+needs_root = pytest.mark.skipif(isolation_unavailable() is not None, reason=f"not run: {isolation_unavailable()}")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +63,12 @@ def computes_of(control, username: str, server: str = "") -> list[dict]:
 
 def machine(instances, compute: dict):
     return instances.instances[compute["id"].lower()]
+
+
+def on_instance(instances, compute: dict, relative: str) -> Path:
+    """Where the host reads ``~azureuser/<relative>`` as the instance sees it (its mounts included)."""
+    m = machine(instances, compute)
+    return m.view(m.inside(m.home / relative))
 
 
 def jupyter(instances, compute: dict, ca_bundle: str) -> str:
@@ -103,9 +113,8 @@ def test_files_follow_the_user_across_workspaces_and_a_recreated_instance(hub, f
     signed_in(hub, ALICE, ca_bundle)
     spawn(hub, ALICE.username)  # profile "small" in ws-research
     [research] = computes_of(fast, ALICE.username)
-    home = machine(instances, research).home
     share = share_name(ALICE.username, ALICE.oid)
-    assert os.path.ismount(home / "userfiles")  # a real FUSE mount (rclone) of the share, over FileREST
+    assert os.path.ismount(on_instance(instances, research, "userfiles"))  # a real FUSE mount (rclone) of the share, over FileREST
     write_through_mount(jupyter(instances, research, ca_bundle), ALICE, "userfiles/notes.txt", "written on research\n", ca_bundle)
     rest = share_client(emulator, share, ca_bundle).get_file_client(f"{FOLDER}/notes.txt")
     assert eventually(lambda: rest.exists() and rest.download_file().readall(), SETTLE, "uploaded") == b"written on research\n"
@@ -140,7 +149,7 @@ def test_another_user_cannot_reach_the_share(hub, fast, emulator, instances, ca_
     spawn(hub, BOB.username)
     [bobs] = computes_of(fast, BOB.username)
     alice_share = share_name(ALICE.username, ALICE.oid)
-    assert os.path.ismount(machine(instances, bobs).home / "userfiles")
+    assert os.path.ismount(on_instance(instances, bobs, "userfiles"))
     r = read_through_mount(jupyter(instances, bobs, ca_bundle), BOB, "userfiles/notes.txt", ca_bundle)
     assert r.status_code == 404  # alice's file is not in bob's space
 
@@ -187,7 +196,28 @@ def test_no_secret_in_instance_configuration_arguments_or_logs(hub, fast, emulat
         assert secret not in stored and secret not in script and secret not in arguments and secret not in logs
     token_file = m.home / ".aml-jupyterhub" / "hub-token.json"
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(token_file.parent.stat().st_mode & 0o777) == "0o700"
     stop(hub, CAROL.username)
+
+
+@needs_root
+def test_what_the_user_needs_is_in_the_notebook_users_home_never_in_roots(hub, fast, instances, ca_bundle):
+    signed_in(hub, CAROL, ca_bundle)
+    spawn(hub, CAROL.username, server="homes")  # profile "small": user space and Spark kernels
+    [compute] = computes_of(fast, CAROL.username, "homes")
+    m = machine(instances, compute)
+    azureuser = pwd.getpwnam("azureuser")
+    needed = [".aml-jupyterhub/hub-token.json", ".aml-jupyterhub/settings.json", ".local/share/jupyter/kernels/pysparkkernel/kernel.json",
+              "userfiles/examples/01-user-space.ipynb", f"userfiles/.sparkmagic/{compute['name']}/config.json"]  # fmt: skip
+    for relative in needed:
+        path = on_instance(instances, compute, relative)
+        assert path.stat().st_uid == azureuser.pw_uid, relative
+        assert path.stat().st_mode & 0o077 == 0, f"{relative} is readable by others: {oct(path.stat().st_mode)}"
+    assert os.lstat(on_instance(instances, compute, ".sparkmagic")).st_uid == azureuser.pw_uid
+    assert os.stat(on_instance(instances, compute, "userfiles")).st_uid == azureuser.pw_uid  # the mount point
+    leaked = [str(p.relative_to(m.root_home)) for p in m.root_home.rglob("*") if p.name in (".aml-jupyterhub", ".sparkmagic", "kernels", "userfiles")]
+    assert leaked == []  # nothing the user needs in /root
+    stop(hub, CAROL.username, "homes")
 
 
 def test_storage_outage_during_spawn_is_clear_and_leaves_no_instance(hub, fast, ca_bundle):
@@ -209,13 +239,14 @@ def test_storage_outage_during_spawn_is_clear_and_leaves_no_instance(hub, fast, 
 def run_on_instance(instances, compute: dict, notebook: Path) -> dict:
     """Execute a notebook as the instance's user would: the instance's environment, home and identity."""
     m = machine(instances, compute)
-    out = m.root / f"executed-{notebook.name}"
+    out = m.home / f"executed-{notebook.name}"
+    argv = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=120",
+            "--output", m.inside(out), m.inside(m.home / "userfiles" / "examples" / notebook.name)]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=120",
-         "--output", str(out), str(notebook)],
-        env=instances.environment(m), cwd=m.home, timeout=300, capture_output=True, text=True,
-    )  # fmt: skip
-    logs = "".join(p.read_text(errors="replace")[-3000:] for p in (m.home / ".sparkmagic" / "logs").glob("*")) if (m.home / ".sparkmagic" / "logs").exists() else ""
+        instances.user_command(m, argv), env=instances.environment(m), cwd=m.home, timeout=300, capture_output=True, text=True
+    )
+    sparkmagic_logs = on_instance(instances, compute, f"userfiles/.sparkmagic/{compute['name']}/logs")
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in sparkmagic_logs.glob("*")) if sparkmagic_logs.exists() else ""
     assert done.returncode == 0, done.stderr[-5000:] + "\n--- sparkmagic logs ---\n" + logs
     return json.loads(out.read_text())
 
@@ -231,7 +262,7 @@ def test_example_notebooks_are_in_the_user_space_and_run(hub, fast, emulator, in
     signed_in(hub, BOB, ca_bundle)
     spawn(hub, BOB.username, server="examples")
     [compute] = computes_of(fast, BOB.username, "examples")
-    examples = machine(instances, compute).home / "userfiles" / "examples"
+    examples = on_instance(instances, compute, "userfiles/examples")
     assert sorted(p.name for p in examples.glob("*.ipynb")) == ["01-user-space.ipynb", "02-databricks-job.ipynb", "03-spark.ipynb"]
 
     space = outputs(run_on_instance(instances, compute, examples / "01-user-space.ipynb"))
@@ -251,14 +282,15 @@ def test_spark_kernels_are_configured_on_the_instance_and_run_the_example(hub, f
     signed_in(hub, CAROL, ca_bundle)
     spawn(hub, CAROL.username, server="spark")  # profile "small": Fabric
     [compute] = computes_of(fast, CAROL.username, "spark")
-    home = machine(instances, compute).home
-    config = (home / ".sparkmagic" / "config.json").resolve()
-    assert config.is_relative_to((home / "userfiles").resolve())  # kept in the user space
+    m = machine(instances, compute)
+    link = os.readlink(m.home / ".sparkmagic")
+    assert link == m.inside(m.home / "userfiles" / ".sparkmagic" / compute["name"])  # kept in the user space
+    config = on_instance(instances, compute, f"userfiles/.sparkmagic/{compute['name']}/config.json")
     assert "/livyapi/versions/2023-12-01" in json.loads(config.read_text())["kernel_python_credentials"]["url"]
-    assert (home / ".local" / "share" / "jupyter" / "kernels" / "pysparkkernel" / "kernel.json").exists()
+    assert (m.home / ".local" / "share" / "jupyter" / "kernels" / "pysparkkernel" / "kernel.json").exists()
 
     since = fast.mark()
-    executed = run_on_instance(instances, compute, home / "userfiles" / "examples" / "03-spark.ipynb")
+    executed = run_on_instance(instances, compute, Path("03-spark.ipynb"))
     result = outputs(executed)
     assert "500500" in result and "the answer is 42" in result, json.dumps([c.get("outputs") for c in executed["cells"]])[:6000]
     fabric = fast.requests(since=since, service="fabric")

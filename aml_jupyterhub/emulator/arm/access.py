@@ -1,9 +1,12 @@
-"""Who may call ARM: bearer tokens (401) and built-in roles on the workspace (403).
+"""Who may call ARM: bearer tokens (401) and roles on the workspace (403).
 
-Roles are the built-in ones a hub meets, as action patterns over
-``Microsoft.MachineLearningServices/`` (``*`` matches anything, ``/``
+Roles are the built-in ones a hub meets, and the custom role Azure ML
+documents for the user of an instance created for them, as action patterns
+over ``Microsoft.MachineLearningServices/`` (``*`` matches anything, ``/``
 included), with their NotActions. Role assignments come from the workspace's
-``role_assignments`` (principal object id -> role name).
+``role_assignments`` (principal object id -> role name). The gateway in front
+of an instance asks :func:`allowed` too (``.../applicationaccess/action``).
+Sources: docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from ..core.tokens import Caller, require_bearer
 PROVIDER = "Microsoft.MachineLearningServices"
 ARM_AUDIENCES = "'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'"
 ADMIN_ROLES = frozenset({"Owner", "Contributor"})
+CUSTOM_INSTANCE_USER = "Compute Instance User (custom)"
+#: What opening an instance's applications (Jupyter) through the Azure ML gateway needs.
+APPLICATION_ACCESS = "workspaces/computes/applicationaccess/action"
 # role -> (actions, notActions), relative to Microsoft.MachineLearningServices/
 ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "Owner": (("*",), ()),
@@ -29,6 +35,19 @@ ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("workspaces/computes/write", "workspaces/computes/delete", "workspaces/computes/*/write", "workspaces/computes/*/delete"),
     ),
     "Reader": (("*/read", "workspaces/read"), ()),
+    # The custom role how-to-create-compute-instance.md describes for a user an instance was created for.
+    CUSTOM_INSTANCE_USER: (
+        (
+            "workspaces/read",
+            "workspaces/computes/read",
+            "workspaces/computes/start/action",
+            "workspaces/computes/stop/action",
+            "workspaces/computes/restart/action",
+            "workspaces/computes/applicationaccess/action",
+            "workspaces/computes/updateSchedules/action",
+        ),
+        (),
+    ),
 }
 
 

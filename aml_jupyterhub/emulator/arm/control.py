@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.handlers import EmulatorHandler, ServiceError
 from ..core.state import EmulatorState
-from .access import ROLES
+from .access import ADMIN_ROLES, ROLES, allowed
 from .machine import machine, new_operation
 from .model import STATES, inner, set_state
 
@@ -32,7 +32,7 @@ class ControlComputes(EmulatorHandler):
 
 
 class ControlComputeState(EmulatorHandler):
-    """Force a compute into any of the 15 states now (a transition under way ends Canceled)."""
+    """Force a compute into any of the 16 states now (a transition under way ends Canceled)."""
 
     def post(self, name: str) -> None:
         new_state = self.json_body().get("state")
@@ -55,17 +55,36 @@ class ControlComputeSettle(EmulatorHandler):
 
 
 class ControlIdleShutdown(EmulatorHandler):
-    """Stop a running instance as its idle-shutdown timer would (``lastOperation.operationTrigger``: IdleShutdown)."""
+    """Stop a running instance as its idle-shutdown timer would (``lastOperation.operationTrigger``: IdleShutdown).
+
+    Azure never shuts down, for inactivity, an instance whose managed identity lacks Contributor on the
+    workspace: such an instance answers 409 and keeps running. ``?trigger=Schedule`` stops it as a
+    start/stop schedule would, which no identity rule holds back.
+    """
 
     def post(self, name: str) -> None:
         key, record = find_record(self.state, name)
-        if inner(record["resource"])["state"] not in ("Running", "JobRunning"):
-            raise ServiceError(409, "Conflict", f"{name} is not running.")
         resource = record["resource"]
+        if inner(resource)["state"] not in ("Running", "JobRunning"):
+            raise ServiceError(409, "Conflict", f"{name} is not running.")
+        trigger = self.get_query_argument("trigger", "IdleShutdown")
+        if trigger not in ("IdleShutdown", "Schedule"):
+            raise ServiceError(400, "BadRequest", "trigger must be IdleShutdown or Schedule.")
+        principal = (resource.get("identity") or {}).get("principalId")
+        if trigger == "IdleShutdown" and principal and not self.contributor(resource["id"], principal):
+            raise ServiceError(
+                409, "IdleShutdownNotApplied",
+                f"{name} has a managed identity without Contributor on its workspace: Azure does not shut it down "
+                "due to inactivity.",
+            )  # fmt: skip
         subscription, location = record["subscription"], resource["location"]
         op_id = new_operation(self.state, "stop", key, subscription, location)
-        machine(self.state).begin(key, "stop", "Stopping", op_id, trigger="IdleShutdown")
+        machine(self.state).begin(key, "stop", "Stopping", op_id, trigger=trigger)
         self.send_json(200, resource)
+
+    def contributor(self, resource_id: str, principal: str) -> bool:
+        workspace = next(w for w in self.state.config.workspaces if resource_id.lower().startswith(w.arm_id.lower() + "/"))
+        return workspace.role_assignments.get(principal) in ADMIN_ROLES
 
 
 class ControlFailNext(EmulatorHandler):
@@ -121,6 +140,18 @@ class ControlRoleAssignment(EmulatorHandler):
         return user.oid if user else principal
 
 
+class ControlAccess(EmulatorHandler):
+    """Whether a principal's role on a resource's workspace grants an action (the instance gateway asks)."""
+
+    def get(self) -> None:
+        scope, principal = self.get_query_argument("scope", ""), self.get_query_argument("principal", "").lower()
+        workspace = next((w for w in self.state.config.workspaces if scope.lower().startswith(w.arm_id.lower() + "/")), None)
+        if workspace is None:
+            raise ServiceError(404, "NotFound", f"No workspace holds {scope}.")
+        role = next((r for oid, r in workspace.role_assignments.items() if oid.lower() == principal), None)
+        self.send_json(200, {"allowed": allowed(role, self.get_query_argument("action", ""))})
+
+
 class ControlThrottle(EmulatorHandler):
     """Forget every throttle bucket (all full again)."""
 
@@ -139,6 +170,7 @@ CONTROL_ROUTES = (
     (r"page-size", ControlPageSize),
     (r"workspaces/([^/]+)/roles/([^/]+)", ControlRoleAssignment),
     (r"throttle", ControlThrottle),
+    (r"access", ControlAccess),
 )
 
 

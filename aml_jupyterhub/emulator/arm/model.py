@@ -7,6 +7,8 @@ records along lives in :mod:`aml_jupyterhub.emulator.arm.machine`.
 
 Shapes follow ``get-ComputeInstance.json`` (2023-08-01-preview) and recorded
 live answers (``errors: []``, ``lastOperation``, ``schedules``, ``versions``).
+The rules (names, idle time, quota held while stopped, states) and their
+sources: docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from ..core.state import EmulatorState
 API_VERSION = "2023-08-01-preview"
 STATES = (
     "Creating", "CreateFailed", "Deleting", "JobRunning", "Restarting", "Running", "SettingUp", "SetupFailed",
-    "Starting", "Stopped", "Stopping", "UserSettingUp", "UserSetupFailed", "Unknown", "Unusable",
-)  # fmt: skip
-# States whose machine is deallocated: they hold no vCPU quota.
-RELEASES_CORES = frozenset({"Stopped", "Deleting", "CreateFailed"})
+    "Starting", "Stopped", "Stopping", "UserSettingUp", "UserSetupFailed", "Unknown", "Unusable", "Resizing",
+)  # fmt: skip  (ComputeInstanceState of the 2023-08-01-preview spec)
+# States that hold no vCPU quota. A Stopped instance keeps its quota so it can start again
+# ("Stopping the compute instance doesn't release quota"), unless it asked for releaseQuotaOnStop.
+RELEASES_CORES = frozenset({"Deleting", "CreateFailed"})
 NAME_RULE = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9]|-(?=.*[a-zA-Z]))*$")
 ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 IDLE_MIN, IDLE_MAX = 15 * 60, 3 * 24 * 3600
@@ -96,6 +99,14 @@ def vm_size(state: EmulatorState, workspace: Workspace, name: str) -> VmSize:
     return size
 
 
+def holds_cores(resource: dict[str, Any]) -> bool:
+    """Whether the instance counts against its family's vCPU quota in its present state."""
+    props = inner(resource)
+    if props.get("state") == "Stopped":
+        return props.get("releaseQuotaOnStop") is not True
+    return props.get("state") not in RELEASES_CORES
+
+
 def cores_in_use(state: EmulatorState, subscription: str, location: str, family: str) -> int:
     """vCPUs of ``family`` held by computes of ``subscription`` in ``location``."""
     total = 0
@@ -107,7 +118,7 @@ def cores_in_use(state: EmulatorState, subscription: str, location: str, family:
             and size.family == family
             and record["subscription"] == subscription.lower()
             and resource["location"] == location
-            and inner(resource).get("state") not in RELEASES_CORES
+            and holds_cores(resource)
         ):
             total += size.cores
     return total
@@ -144,7 +155,7 @@ def new_compute(
         "personalComputeInstanceSettings": None,
         "setupScripts": None,
         "enableOSPatching": False,
-        "releaseQuotaOnStop": True,
+        "releaseQuotaOnStop": False,  # Azure's documented default: a stopped instance keeps its quota
         "schedules": {"computeStartStop": []},
         "dataMounts": [],
         "dataDisks": None,
@@ -160,8 +171,7 @@ def new_compute(
         "state": "Creating",
         "lastOperation": None,
     }
-    if props.get("setupScripts"):
-        props["enableSSO"] = False  # Azure turns SSO off when a setup script is present
+    props.setdefault("enableSSO", True)  # SSO is on unless asked off (no source found for turning it off with a script)
     identity = body.get("identity")
     if identity and "systemassigned" in str(identity.get("type", "")).replace(",", "").replace(" ", "").lower():
         identity = {**identity, "principalId": str(uuid.uuid4()), "tenantId": caller["tid"]}

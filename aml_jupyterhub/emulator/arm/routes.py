@@ -9,14 +9,9 @@ headers point to, ``.../locations/{region}/computeOperationsStatus|Result/{id}``
 
 Every request needs ``api-version`` (400), a valid ARM bearer token (401), a
 role on the workspace granting the action (403) and a throttle token (429).
-Shapes follow the official examples in ``tests/emulator/reference/``.
-
-Deviations (unverified against live Azure, chosen to be cheap to change):
-the codes and messages for names, quota, a name taken in the region and
-stop/restart from a wrong state; start from a wrong state uses Azure's
-``StartComputeInstanceOnlyAllowedInStoppedState``, answered at once (400)
-rather than as a failed operation. A PUT on an existing compute is refused
-(409) instead of updating it.
+Shapes follow the official examples in ``tests/reference/``. Each rule, its
+source and what is unverified (codes and messages, a PUT on an existing
+compute refused with 409...): docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations
@@ -37,6 +32,7 @@ from .model import (
     check_data_mounts,
     check_name,
     check_quota,
+    holds_cores,
     compute_id,
     compute_key,
     idle_seconds,
@@ -279,7 +275,7 @@ class ComputeAction(ArmHandler):
                 f"{action.capitalize()} Azure ML Compute Instance is only allowed when the instance {name} is in "
                 f"'{' or '.join(s.lower() for s in allowed)}' state",
             )
-        if action == "start":  # a stopped instance holds no cores: it needs quota again
+        if action == "start" and not holds_cores(record["resource"]):  # released on stop: it needs quota again
             check_quota(self.state, ws, vm_size(self.state, ws, inner(record["resource"]).get("vmSize", "")))
         self.send_json(202, None, self.begin(ws, name, action, first_state))
 

@@ -4,6 +4,7 @@ Azure's 2024+ model: a principal's bucket holds ``burst`` tokens and refills at
 ``rate`` per second; the whole subscription in a region has buckets 15 times
 larger. Limits are read from ``config.throttle`` on every request, so a test
 can lower them through ``/_emulator/settings``. Buckets are runtime-only.
+Source: docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations

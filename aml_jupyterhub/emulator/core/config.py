@@ -75,6 +75,9 @@ class App:
     group_claims: bool = True
     # Application permissions granted to the service principal, by resource.
     app_roles: dict[str, list[str]] = field(default_factory=dict)
+    # Optional claims the registration adds to access tokens issued FOR it (as a resource), e.g. "idtyp".
+    # Entra sends idtyp only when asked (docs/emulator-fidelity.md).
+    optional_claims: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -257,6 +260,8 @@ def default_config() -> EmulatorConfig:
         display_name="aml-jupyterhub",
         client_secret=DEMO_CLIENT_SECRET,
         service_principal_oid=stable_id("sp", DEMO_CLIENT_ID),
+        # The hub's instance-token exchange reads idtyp; docs/app-registration.md has the admin add it.
+        optional_claims=["idtyp"],
     )
     gateway = App(client_id=GATEWAY_CLIENT_ID, tenant_id=tenant.id, display_name="Azure Machine Learning", group_claims=False)
     # Users may manage their own compute instances; carol (admin) may manage anyone's; eve has no role.
@@ -286,9 +291,11 @@ def default_config() -> EmulatorConfig:
         workspaces=workspaces,
         storage_accounts=[storage],
         vm_sizes=vm_sizes,
+        # Stopped instances keep their cores (as in Azure), and a test session's emulator keeps every
+        # instance its tests made: room for a few hundred of them.
         core_quotas={
-            f"{DEMO_SUBSCRIPTION}/eastus/standardDSv2Family": 400,
-            f"{DEMO_SUBSCRIPTION}/eastus/standardEDv4Family": 400,
+            f"{DEMO_SUBSCRIPTION}/eastus/standardDSv2Family": 2000,
+            f"{DEMO_SUBSCRIPTION}/eastus/standardEDv4Family": 2000,
             f"{DEMO_SUBSCRIPTION}/eastus/standardNCSv3Family": 0,
         },
     )

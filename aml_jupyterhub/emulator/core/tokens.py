@@ -2,7 +2,9 @@
 
 The Entra endpoints (``entra.py``) and the control API's test shortcut both
 mint through here, and every emulated resource validates with
-:func:`require_bearer`, so audiences and claims agree everywhere.
+:func:`require_bearer`, so audiences and claims agree everywhere. Claims
+follow Entra's references; ``idtyp`` only where the audience app asks for it
+(docs/emulator-fidelity.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .config import App, User
+from .config import GATEWAY_CLIENT_ID, App, User
 from .keys import TokenError, validate_bearer
 from .state import EmulatorState
 
@@ -67,6 +69,7 @@ RESOURCES: tuple[Resource, ...] = (
             "Lakehouse.Read.All",
             "Item.ReadWrite.All",
             "Workspace.ReadWrite.All",
+            "Code.AccessFabric.All",
             "Code.AccessStorage.All",
         ),
         aliases=("https://analysis.windows.net/powerbi/api",),
@@ -203,7 +206,6 @@ def access_token(
         {
             "appid": app.client_id,
             "appidacr": "1" if app.client_secret else "0",
-            "idtyp": "user",
             "oid": user.oid,
             "sub": pairwise_sub(user.oid, resource.audience),
             "upn": user.username,
@@ -214,7 +216,7 @@ def access_token(
     )
     if app.group_claims:
         claims.update(group_claims(state, user))
-    return state.sign(claims), lifetime
+    return state.sign(_optional_claims(state, claims, idtyp="user")), lifetime
 
 
 def app_token(state: EmulatorState, app: App, resource: Resource) -> tuple[str, int]:
@@ -225,13 +227,12 @@ def app_token(state: EmulatorState, app: App, resource: Resource) -> tuple[str, 
         {
             "appid": app.client_id,
             "appidacr": "1",
-            "idtyp": "app",
             "oid": app.service_principal_oid,
             "sub": app.service_principal_oid,
             "roles": list(app.app_roles.get(resource.key, [])),
         }
     )
-    return state.sign(claims), lifetime
+    return state.sign(_optional_claims(state, claims, idtyp="app")), lifetime
 
 
 def id_token(state: EmulatorState, user: User, app: App, nonce: str | None, issuer: str) -> str:
@@ -280,7 +281,7 @@ def require_bearer(state: EmulatorState, authorization: str | None, resource_key
     audiences = {resource.audience, resource.audience + "/", resource.app_id_uri, *resource.aliases}
     audiences |= {a + "/" for a in resource.aliases}
     claims = validate_bearer(authorization[7:].strip(), state.signing_keys, audiences, state.now())
-    is_app = claims.get("idtyp") == "app"
+    is_app = "scp" not in claims  # app-only tokens carry roles, never scp (idtyp is optional)
     return Caller(
         oid=claims.get("oid", ""),
         tenant_id=claims.get("tid", ""),
@@ -292,22 +293,55 @@ def require_bearer(state: EmulatorState, authorization: str | None, resource_key
     )
 
 
-def managed_identity_token(state: EmulatorState, principal_id: str, tenant_id: str, resource_id: str, audience: str) -> tuple[str, int]:
+def managed_identity_token(
+    state: EmulatorState, principal_id: str, client_id: str, tenant_id: str, resource_id: str, audience: str
+) -> tuple[str, int]:
     """An app-only token for a compute instance's system-assigned identity (``xms_mirid`` names the instance)."""
     lifetime = state.config.access_token_lifetime
     claims = _base_claims(state, tenant_id, audience, lifetime)
     claims.update(
         {
-            "appid": principal_id,
+            "appid": client_id,
             "appidacr": "2",
-            "idtyp": "app",
             "oid": principal_id,
             "sub": principal_id,
             "xms_mirid": resource_id,
             "roles": [],
         }
     )
-    return state.sign(claims), lifetime
+    return state.sign(_optional_claims(state, claims, idtyp="app")), lifetime
+
+
+def sso_user_token(state: EmulatorState, user: User, audience: str) -> tuple[str, int]:
+    """The signed-in user's token an SSO compute instance's identity endpoint answers without a client id.
+
+    Which client it names and which scopes it carries are not documented (docs/emulator-fidelity.md):
+    here the Azure ML gateway's client and ``user_impersonation``.
+    """
+    lifetime = state.config.access_token_lifetime
+    claims = _base_claims(state, user.tenant_id, audience, lifetime)
+    claims.update(
+        {
+            "appid": GATEWAY_CLIENT_ID,
+            "appidacr": "0",
+            "oid": user.oid,
+            "sub": pairwise_sub(user.oid, audience),
+            "upn": user.username,
+            "unique_name": user.username,
+            "name": user.display_name,
+            "scp": "user_impersonation",
+        }
+    )
+    return state.sign(_optional_claims(state, claims, idtyp="user")), lifetime
+
+
+def _optional_claims(state: EmulatorState, claims: dict[str, Any], idtyp: str) -> dict[str, Any]:
+    """Add ``idtyp`` only when the token's audience is an app registration that asks for it."""
+    audience = str(claims["aud"]).lower().rstrip("/")
+    for app in state.config.apps:
+        if audience in (app.client_id.lower(), f"api://{app.client_id}".lower()) and "idtyp" in app.optional_claims:
+            claims["idtyp"] = idtyp
+    return claims
 
 
 def audience_for(state: EmulatorState, resource: str) -> str | None:

@@ -17,6 +17,7 @@ like a deleted policy, fails authentication, so deleting the policy revokes
 every SAS bound to it. Azure may take up to 30 seconds to apply a policy
 change; the emulator applies it at once. Not emulated: user-delegation SAS
 (``skoid``...), refused as AuthenticationFailed.
+Sources: docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ emulator plays that part inside the instance's own Jupyter server, as its
 which signs the browser in at the emulated Entra ID (authorization code +
 PKCE, as the public client ``GATEWAY_CLIENT_ID``; a browser already signed in
 there passes without a form) and lets it in only if the id_token's ``oid`` is
-the assigned user's. Anyone else gets 403. API requests without the gateway's
-cookie get 403 from Jupyter itself.
+the assigned user's and that user's role on the workspace grants
+``Microsoft.MachineLearningServices/workspaces/computes/applicationaccess/action``
+(asked of the emulated ARM). Anyone else gets 403. API requests without the
+gateway's cookie get 403 from Jupyter itself.
 
 The id_token is taken from the token endpoint's own TLS answer (OIDC core
 3.1.3.7 allows this instead of a signature check for the code flow).
@@ -30,6 +32,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Type, Unicode, default
 
 FLOW_COOKIE = "aml-gateway-signin"
+APPLICATION_ACCESS = "Microsoft.MachineLearningServices/workspaces/computes/applicationaccess/action"
 
 
 class GatewayLoginHandler(JupyterHandler):
@@ -56,6 +59,11 @@ class GatewayLoginHandler(JupyterHandler):
         if str(claims.get("oid", "")).lower() != self.gateway.assigned_oid.lower():
             self.log.warning("Gateway: %s is not the assigned user of this instance", claims.get("preferred_username"))
             raise web.HTTPError(403, "This compute instance is assigned to another user.")
+        if not await self.may_open(claims["oid"]):
+            self.log.warning("Gateway: %s lacks %s", claims.get("preferred_username"), APPLICATION_ACCESS)
+            raise web.HTTPError(
+                403, f"You do not have authorization to perform action '{APPLICATION_ACCESS}' on this compute instance."
+            )
         user = User(username=claims.get("preferred_username", claims["oid"]), name=claims.get("name", ""))
         self.gateway.set_login_cookie(self, user)
         self.redirect(flow["next"])
@@ -75,6 +83,19 @@ class GatewayLoginHandler(JupyterHandler):
             "scope": "openid profile", "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
         }  # fmt: skip
         self.redirect(f"{self.gateway.authority}/oauth2/v2.0/authorize?{urlencode(params)}")
+
+    async def may_open(self, oid: str) -> bool:
+        """Whether the user's role on the workspace grants application access (the emulated ARM decides)."""
+        if not self.gateway.access_url:
+            return True
+        request = HTTPRequest(
+            f"{self.gateway.access_url}&{urlencode({'principal': oid})}", ca_certs=self.gateway.ca_bundle or None,
+            request_timeout=30,
+        )  # fmt: skip
+        try:
+            return bool(json.loads((await AsyncHTTPClient().fetch(request)).body)["allowed"])
+        except HTTPClientError as e:
+            raise web.HTTPError(503, f"The gateway could not check access ({e.code}).") from None
 
     async def redeem(self, code: str, verifier: str) -> dict:
         body = urlencode(
@@ -99,6 +120,9 @@ class GatewayIdentityProvider(IdentityProvider):
     client_id = Unicode(config=True, help="The gateway's public client id.")
     assigned_oid = Unicode(config=True, help="Object id of the instance's assigned user.")
     ca_bundle = Unicode("", config=True, help="CA bundle for the authority.")
+    access_url = Unicode(
+        "", config=True, help="Where the emulated ARM answers whether a principal may open this instance ('' = no check)."
+    )
     login_handler_class = Type(default_value=GatewayLoginHandler, klass=web.RequestHandler, config=True)
 
     @default("token")

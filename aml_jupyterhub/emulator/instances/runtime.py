@@ -3,26 +3,29 @@
 When an emulated instance is about to reach Running, the state machine asks
 this runtime to bring it up, and Running follows only once it is up:
 
-1. a sandbox home directory (kept while the instance exists, as its OS disk is;
-   removed when it is deleted);
-2. the instance's startup script (``setupScripts.scripts.startupScript``,
-   inline, base64) runs in it with ``bash``, with the environment an Azure ML
-   instance gives (``MSI_ENDPOINT``/``MSI_SECRET`` for its managed identity,
-   ``CI_NAME``); a non-zero exit fails the start with the script's output;
-3. a real Jupyter server (JupyterLab) serves HTTPS on a port of its own, the
-   stand-in for ``https://<name>.<region>.instances.azureml.ms``: that URL is
-   what the instance's ``applications`` advertise.
+1. its disk: sandbox directories kept while the instance exists (as its OS
+   disk is) and removed when it is deleted: the notebook user's home, root's
+   home and the temporary disk;
+2. its machine (:mod:`.sandbox`): a mount namespace where those directories
+   are ``/home/azureuser``, ``/root`` and ``/mnt``;
+3. the instance's startup script (``setupScripts.scripts.startupScript``,
+   inline, base64) runs there as **root** with the environment an Azure ML
+   instance gives (:meth:`InstanceRuntime.environment`); a non-zero exit
+   fails the start with the script's output;
+4. a real Jupyter server (JupyterLab) runs as the notebook user ``azureuser``
+   and serves HTTPS on a port of its own, the stand-in for
+   ``https://<name>.<region>.instances.azureml.ms``: that URL is what the
+   instance's ``applications`` advertise.
 
-Leaving Running stops the machine: as a VM's shutdown does, every process the
+Leaving Running stops the machine as a VM's shutdown does: every process the
 startup script left behind (e.g. the user space's ``rclone mount``) gets
-SIGTERM, then SIGKILL after a grace period, and a FUSE mount still under the
-home is detached; then the Jupyter server stops. The managed-identity
-endpoint is the emulator's ``instances`` service; the user space is a real
-FUSE mount of the emulated Files service (FileREST), as on Azure.
-
-The Azure ML gateway's sign-in is played by the Jupyter server's identity
-provider (:mod:`aml_jupyterhub.emulator.instances.gateway`): only the assigned user, signed in at the emulated
-Entra ID, gets in.
+SIGTERM, then SIGKILL after a grace period; then the Jupyter server stops and
+the namespace, with its mounts, goes. The managed-identity endpoint is the
+emulator's ``instances`` service (:mod:`.routes`); the Azure ML gateway's
+sign-in is the Jupyter server's identity provider (:mod:`.gateway`); the user
+space is a real FUSE mount of the emulated Files service, made on the
+instance as on Azure. Which Azure rule each part holds, and its source:
+docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncio
 import base64
 import logging
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -41,10 +45,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..core.config import GATEWAY_CLIENT_ID
+from ..core.config import GATEWAY_CLIENT_ID, stable_id
 from ..core.instance_host import (
     SERVING,
     StartupFailed,
@@ -53,6 +58,7 @@ from ..core.instance_host import (
     startup_script,
 )
 from ..core.tls import TLSFiles
+from . import sandbox
 
 log = logging.getLogger("aml_jupyterhub.emulator.instances")
 
@@ -62,11 +68,15 @@ SERVER_READY_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 #: Environment variables a process on an instance inherits from the machine (nothing else leaks in).
 INHERITED = ("PATH", "LANG", "LC_ALL", "JAVA_HOME", "TZ", "VIRTUAL_ENV", "PYTHONPATH")
+#: The emulator's own files on an instance's temporary disk (CA bundle, the gateway's certificate).
+EMULATOR_DIR = "x-emulator"
+APPLICATION_ACCESS = "workspaces/computes/applicationaccess/action"  # what the gateway checks
+ARM_ID = re.compile(r"/resourceGroups/([^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/([^/]+)/", re.I)
 
 
 @dataclass
 class Instance:
-    """One emulated instance's machine: its home, Jupyter port and managed identity."""
+    """One emulated instance's machine: its disk, Jupyter port, managed identity and namespace."""
 
     name: str
     resource_id: str
@@ -77,16 +87,47 @@ class Instance:
     tenant_id: str = ""
     assigned_oid: str = ""  # the only user the gateway lets in
     assigned_tenant: str = ""
+    sso: bool = True  # enableSSO: without a client id the identity endpoint answers for the assigned user
     server: asyncio.subprocess.Process | None = None
+    namespace: sandbox.Namespace | None = None
     script_group: int | None = None  # the startup script's process group: what it leaves running
 
     @property
     def home(self) -> Path:
+        """The notebook user's home on the host (``/home/azureuser`` on the instance)."""
         return self.root / "home"
+
+    @property
+    def root_home(self) -> Path:
+        """Root's home on the host (``/root`` on the instance)."""
+        return self.root / "root"
+
+    @property
+    def temp_disk(self) -> Path:
+        """The temporary disk on the host (``/mnt`` on the instance)."""
+        return self.root / "mnt"
 
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def client_id(self) -> str:
+        """The system-assigned identity's client (application) id: ``DEFAULT_IDENTITY_CLIENT_ID``."""
+        return stable_id("managed-identity-client", self.principal_id) if self.principal_id else ""
+
+    def inside(self, host_path: Path) -> str:
+        """A path of the instance's disk as processes on the instance see it."""
+        if self.namespace is None:
+            return str(host_path)
+        for host, seen in ((self.home, sandbox.HOME), (self.root_home, sandbox.ROOT_HOME), (self.temp_disk, sandbox.TEMP_DISK)):
+            if host_path.is_relative_to(host):
+                return str(seen / host_path.relative_to(host))
+        raise ValueError(f"{host_path} is not on the instance's disk")
+
+    def view(self, path: str) -> Path:
+        """Where the host reads ``path`` as the instance sees it (mounts included)."""
+        return self.namespace.view(path) if self.namespace else Path(path)
 
 
 def _group_alive(group: int) -> bool:
@@ -140,6 +181,11 @@ def script_timeout(value: str | None, default: float = 15 * 60) -> float:
     return int(match.group(1)) * {"": 60, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def _own(path: Path, user: pwd.struct_passwd, mode: int) -> None:
+    os.chown(path, user.pw_uid, user.pw_gid)
+    path.chmod(mode)
+
+
 class InstanceRuntime:
     """Brings emulated instances up and down; one per emulator."""
 
@@ -149,6 +195,10 @@ class InstanceRuntime:
         self.root = root
         self.jupyter_app = jupyter_app
         self.instances: dict[str, Instance] = {}  # resource id (lower) -> machine
+        #: Why instances do not run as on Azure here (not root); None when they do.
+        self.isolation_unavailable = sandbox.isolation_unavailable()
+        if self.isolation_unavailable:
+            log.warning("Emulated compute instances do not run as on Azure: %s.", self.isolation_unavailable)
 
     # -- what the compute model asks -----------------------------------------------------
     def endpoint(self, resource: dict[str, Any]) -> str | None:
@@ -173,11 +223,16 @@ class InstanceRuntime:
         return next((m for m in self.instances.values() if secrets.compare_digest(m.msi_secret, secret)), None)
 
     async def bring_up(self, resource: dict[str, Any]) -> None:
-        """Home, startup script, Jupyter server; raises :class:`StartupFailed`."""
+        """Disk, machine, startup script as root, Jupyter as the notebook user; raises :class:`StartupFailed`."""
         machine = self.machine(resource)
         await self.shut_down(resource)
-        machine.home.mkdir(parents=True, exist_ok=True)
-        machine.logs.mkdir(parents=True, exist_ok=True)
+        machine.sso = inner(resource).get("enableSSO") is not False
+        self._prepare_disk(machine)
+        if self.isolation_unavailable is None:
+            try:
+                machine.namespace = await sandbox.Namespace.open(machine.home, machine.root_home, machine.temp_disk)
+            except RuntimeError as e:
+                raise StartupFailed(str(e)) from None
         script = startup_script(resource)
         if script:
             await self._run_script(machine, script)
@@ -185,16 +240,19 @@ class InstanceRuntime:
 
     async def shut_down(self, resource: dict[str, Any]) -> None:
         machine = self.instances.get(resource["id"].lower())
-        if machine:
-            await end_processes(machine)
-        if machine and machine.server and machine.server.returncode is None:
+        if machine is None:
+            return
+        await end_processes(machine)
+        if machine.server and machine.server.returncode is None:
             machine.server.terminate()
             try:
                 await asyncio.wait_for(machine.server.wait(), 10)
             except asyncio.TimeoutError:
                 machine.server.kill()
-        if machine:
-            machine.server = None
+        machine.server = None
+        if machine.namespace is not None:
+            await machine.namespace.close()
+            machine.namespace = None
 
     def on_state(self, resource: dict[str, Any]) -> None:
         """A state change: a machine that stops serving stops its Jupyter server."""
@@ -229,38 +287,81 @@ class InstanceRuntime:
             if machine.server and machine.server.returncode is None:
                 machine.server.kill()
                 await machine.server.wait()
+            if machine.namespace is not None:
+                await machine.namespace.close()
+                machine.namespace = None
 
     # -- the machine ---------------------------------------------------------------------
-    def environment(self, machine: Instance) -> dict[str, str]:
-        """What every process on the instance sees: no hub or test secrets, the machine's identity endpoint."""
+    def notebook_user(self) -> pwd.struct_passwd:
+        """``azureuser`` on an isolated machine; the emulator's own user otherwise."""
+        return sandbox.notebook_user() if self.isolation_unavailable is None else pwd.getpwuid(os.geteuid())
+
+    def _prepare_disk(self, machine: Instance) -> None:
+        user = self.notebook_user()
+        for path in (machine.home, machine.root_home, machine.temp_disk / EMULATOR_DIR / "gateway", machine.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        machine.root_home.chmod(0o700)
+        _own(machine.home, user, 0o700)
+        shutil.copyfile(self.tls.ca_bundle, machine.temp_disk / EMULATOR_DIR / "ca.pem")
+        (machine.temp_disk / EMULATOR_DIR / "ca.pem").chmod(0o644)
+        gateway = machine.temp_disk / EMULATOR_DIR / "gateway"
+        for source, name in ((self.tls.server_chain, "cert.pem"), (self.tls.server_key, "key.pem")):
+            shutil.copyfile(source, gateway / name)
+            _own(gateway / name, user, 0o600)
+        _own(gateway, user, 0o700)
+
+    def environment(self, machine: Instance, as_root: bool = False) -> dict[str, str]:
+        """What a process on the instance sees: the machine's identity endpoint and names, no hub or test secrets.
+
+        ``as_root``: the startup script's environment (root's home); otherwise the notebook user's.
+        """
+        user = self.notebook_user()
         env = {k: os.environ[k] for k in INHERITED if k in os.environ}
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
+        match = ARM_ID.search(machine.resource_id)
+        home = machine.root_home if as_root and machine.namespace else machine.home
+        ca = machine.inside(machine.temp_disk / EMULATOR_DIR / "ca.pem")
         env.update(
-            HOME=str(machine.home),
-            USER="azureuser",
+            HOME=machine.inside(home),
+            USER="root" if as_root and machine.namespace else user.pw_name,
+            LOGNAME="root" if as_root and machine.namespace else user.pw_name,
             CI_NAME=machine.name,
+            CI_RESOURCE_GROUP=match.group(1) if match else "",
+            CI_WORKSPACE=match.group(2) if match else "",
+            CI_LOCAL_UBUNTU_USER=user.pw_name,
             MSI_ENDPOINT=f"{self.state.urls['instances']}/MSI/auth",
             MSI_SECRET=machine.msi_secret,
+            DEFAULT_IDENTITY_CLIENT_ID=machine.client_id,
             # The instance trusts the emulator's CA as an Azure VM trusts public CAs.
-            REQUESTS_CA_BUNDLE=str(self.tls.ca_bundle),
-            SSL_CERT_FILE=str(self.tls.ca_bundle),
+            REQUESTS_CA_BUNDLE=ca,
+            SSL_CERT_FILE=ca,
             AML_EMULATOR_INSTANCE="1",
         )
         return env
+
+    def user_command(self, machine: Instance, argv: list[str]) -> list[str]:
+        """``argv`` as the notebook user on the instance (what its Jupyter and kernels run as)."""
+        if machine.namespace is None:
+            return argv
+        return machine.namespace.command(argv, self.notebook_user())
 
     async def _run_script(self, machine: Instance, script: dict[str, Any]) -> None:
         if script.get("scriptSource") != "inline":
             raise StartupFailed(
                 f"Startup script source {script.get('scriptSource')!r} is not supported by the emulator (inline only)."
             )
-        path = machine.root / "startup.sh"
+        path = machine.temp_disk / EMULATOR_DIR / "startup.sh"
         path.write_bytes(base64.b64decode(script.get("scriptData") or ""))
-        args = str(script.get("scriptArguments") or "").split()
+        path.chmod(0o700)
+        argv = ["bash", machine.inside(path), *str(script.get("scriptArguments") or "").split()]
+        if machine.namespace is not None:
+            argv = machine.namespace.command(argv)  # as root, as Azure runs setup scripts
         log_path = machine.logs / "startup.log"
+        cwd = machine.root_home if machine.namespace else machine.home
         with open(log_path, "ab") as out:
             process = await asyncio.create_subprocess_exec(
-                "bash", str(path), *args, cwd=machine.home, env=self.environment(machine), stdout=out, stderr=out,
-                start_new_session=True,
+                *argv, cwd=cwd, env=self.environment(machine, as_root=True), stdout=out, stderr=out,
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
             machine.script_group = process.pid
             try:
@@ -274,24 +375,29 @@ class InstanceRuntime:
             raise StartupFailed(f"The startup script exited with code {code}: " + " | ".join(tail))
 
     async def _start_server(self, machine: Instance) -> None:
+        gateway = machine.temp_disk / EMULATOR_DIR / "gateway"
         argv = [
             sys.executable, "-m", self.jupyter_app, "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={machine.port}", "--ServerApp.port_retries=0",
-            f"--ServerApp.certfile={self.tls.server_chain}", f"--ServerApp.keyfile={self.tls.server_key}",
-            f"--ServerApp.root_dir={machine.home}", "--ServerApp.terminals_enabled=True",
+            f"--ServerApp.certfile={machine.inside(gateway / 'cert.pem')}",
+            f"--ServerApp.keyfile={machine.inside(gateway / 'key.pem')}",
+            f"--ServerApp.root_dir={machine.inside(machine.home)}", "--ServerApp.terminals_enabled=True",
             # The Azure ML gateway: only the assigned user, signed in with (emulated) Entra ID, gets in.
             "--ServerApp.identity_provider_class=aml_jupyterhub.emulator.instances.gateway.GatewayIdentityProvider",
             f"--GatewayIdentityProvider.authority={self.state.urls['authority']}/{machine.assigned_tenant}",
             f"--GatewayIdentityProvider.client_id={GATEWAY_CLIENT_ID}",
             f"--GatewayIdentityProvider.assigned_oid={machine.assigned_oid}",
-            f"--GatewayIdentityProvider.ca_bundle={self.tls.ca_bundle}",
+            f"--GatewayIdentityProvider.access_url={self.state.urls['control']}/_emulator/arm/access?"
+            + urlencode({"scope": machine.resource_id, "action": APPLICATION_ACCESS}),
+            f"--GatewayIdentityProvider.ca_bundle={machine.inside(machine.temp_disk / EMULATOR_DIR / 'ca.pem')}",
         ]  # fmt: skip
-        if os.geteuid() == 0:  # CI machines and containers run everything as root
+        if os.geteuid() == 0 and machine.namespace is None:  # no notebook user to run as here
             argv.append("--ServerApp.allow_root=True")
         out = open(machine.logs / "jupyter.log", "ab")  # noqa: SIM115 (the server outlives this call)
         machine.server = await asyncio.create_subprocess_exec(
-            *argv, cwd=machine.home, env=self.environment(machine), stdout=out, stderr=out, start_new_session=True
-        )
+            *self.user_command(machine, argv), cwd=machine.home, env=self.environment(machine), stdout=out,
+            stderr=out, stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
         out.close()
         await self._wait_for_server(machine)
 

@@ -16,14 +16,15 @@ Base path ``/v1/workspaces/{ws}/lakehouses/{lh}/livyApi/versions/{version}``
   are refused (400), since a SessionRequest has no such fields.
 
 Every call needs a bearer token for the Fabric resource (audience, signature,
-lifetime: 401 ``TokenExpired``/``InvalidToken``) carrying ``Lakehouse.Execute.All``
-(403 ``InsufficientScopes``). Errors are Fabric's ``{"requestId", "errorCode",
+lifetime: 401 ``TokenExpired``/``InvalidToken``) carrying ``Code.AccessFabric.All``
+(required for every Livy API call) and ``Lakehouse.Execute.All`` (403
+``InsufficientScopes``); sources in docs/emulator-fidelity.md. Errors are Fabric's ``{"requestId", "errorCode",
 "message"}`` with ``x-ms-public-api-error-code``. Sessions are visible only to
 the user who created them (404 ``EntityNotFound`` for others).
 
-Deviations (unverified details): the error codes for a dead session (400
-``SessionNotActive``) and for unknown fields; the acquisition sequence is
-fixed; workspace roles and the tenant setting are not modelled.
+What is verified and what is not (error codes for a dead session and unknown
+fields, the fixed acquisition sequence, workspace roles and the tenant
+setting not modelled): docs/emulator-fidelity.md.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .model import LivySession, iso, store
 
 BASE = r"/v1/workspaces/([^/]+)/lakehouses/([^/]+)/(?i:livyapi)/versions/([^/]+)"
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-REQUIRED_SCOPE = "Lakehouse.Execute.All"
+REQUIRED_SCOPES = frozenset({"Code.AccessFabric.All", "Lakehouse.Execute.All"})
 NOT_IN_SESSION_REQUEST = ("kind", "pyFiles", "ttl", "idleTimeout", "heartbeatTimeoutInSecond", "proxyUser", "queue")
 ACQUIRE_STATES = (None, "not_submitted", "submitting")
 FABRIC_ERROR_CODES = {400: "InvalidInput", 401: "Unauthorized", 403: "Forbidden", 404: "EntityNotFound",
@@ -100,7 +101,7 @@ class FabricHandler(EmulatorHandler):
             message = "Access token is missing" if str(e) == "missing" else f"Access token is invalid: {e}"
             raise ServiceError(401, "InvalidToken", message, {"WWW-Authenticate": "Bearer"}) from None
         self.principal = caller.name
-        if REQUIRED_SCOPE not in caller.scopes | caller.roles:
+        if not REQUIRED_SCOPES <= caller.scopes | caller.roles:
             raise ServiceError(403, "InsufficientScopes",
                                "The caller does not have sufficient scopes to perform this operation")
         for value, what in ((workspace, "workspaceId"), (lakehouse, "lakehouseId")):
