@@ -17,10 +17,12 @@ from tornado import web
 from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from ..auth.broker import ThreadCredential
+from ..auth.instance_tokens import revoke_instance_tokens
 from ..userspace import UserSpace, ensure_share, share_access, share_name
 from . import errors
 from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
+from .identity import InstanceRecord, replaced, token_mismatch
 from .plan import Step, plan_start
 from .profiles import Choice, Profile, ProfileError, Workspace, choose, parse_profiles, parse_workspaces
 from .reconcile import Reconciler
@@ -167,6 +169,12 @@ class AMLSpawner(Spawner):
         self.jupyter_url: str | None = None
         self.compute_id: str | None = None  # the instance's ARM id: how the hub recognises its managed identity
         self.share: str | None = None  # the user space's share
+        self.vm_size: str | None = None  # shown in the admin panel (server state)
+        self.instance_state: str | None = None  # Azure's state, as of the last poll (admin panel)
+        # What this hub saw of each instance it created, by name; kept when the server stops, so a
+        # same-name instance re-created outside the hub is never started or trusted (identity.py).
+        self.instances: dict[str, InstanceRecord] = {}
+        self._record_changed = asyncio.Event()
         self._choice: Choice | None = None
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
@@ -188,13 +196,15 @@ class AMLSpawner(Spawner):
         current = await self._read(workspace)
         step = plan_start(current, owner, choice.recreate)
         self._emit(5, self._describe(step, current))
-        await self._carry_out(step, workspace, choice.profile, owner, reflector)
+        created = await self._carry_out(step, workspace, choice.profile, owner, reflector)
+        self._check_or_record(reflector.get(self.compute_name), created)
         snapshot = await self._wait_until_running(reflector)
         return self._connect(snapshot)
 
     async def stop(self, now: bool = False) -> None:
         if not self.compute_name or not self.workspace_key:
             return
+        self._revoke_instance_tokens()  # before anything that may fail: the instance is trusted no more
         workspace = self._workspaces()[self.workspace_key]
         reflector = self._reflector(workspace)
         Redirector.shared().remove(self.server.base_url if self.server else "")
@@ -219,8 +229,14 @@ class AMLSpawner(Spawner):
         if not reflector.synced_at:
             return None  # no list yet (hub just started): assume running, decide on the next poll
         snapshot = reflector.get(self.compute_name)
+        self._show(snapshot)
         if snapshot is None:
             return 0
+        record = self.instances.get(self.compute_name)
+        why = replaced(record, snapshot) if record else None
+        if why:
+            self.log.warning("[%s] %s: %s; ending the server", self._log_name, self.compute_name, why)
+            return 1
         if snapshot.phase is Phase.RUNNING or snapshot.state in _STARTING:
             return None
         return 1 if snapshot.phase is Phase.FAILED else 0
@@ -270,7 +286,11 @@ class AMLSpawner(Spawner):
                 jupyter_url=self.jupyter_url,
                 compute_id=self.compute_id,
                 share=self.share,
+                vm_size=self.vm_size,
+                instance_state=self.instance_state,
             )
+        if self.instances:
+            state.update(v=STATE_VERSION, instances={name: r.as_json() for name, r in self.instances.items()})
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -282,17 +302,87 @@ class AMLSpawner(Spawner):
             self.jupyter_url = state.get("jupyter_url")
             self.compute_id = state.get("compute_id")
             self.share = state.get("share")
+            self.vm_size = state.get("vm_size")
+            self.instance_state = state.get("instance_state")
+            self.instances = {n: InstanceRecord.from_json(n, r) for n, r in (state.get("instances") or {}).items()}
 
     def clear_state(self) -> None:
-        """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse)."""
+        """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse) and revoke its tokens.
+
+        JupyterHub calls this however the server ended (stopped, or found stopped or gone by ``poll``).
+        The record of what this hub created (``instances``) is kept.
+        """
         super().clear_state()
+        self._revoke_instance_tokens()
         self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = self.compute_id = self.share = None
+        self.vm_size = self.instance_state = None
         self._events = []
+
+    # -- the instance's identity (docs/token-broker.md) ------------------------------------------------
+    def _revoke_instance_tokens(self) -> None:
+        if self.compute_name and self.orm_spawner is not None:
+            revoked = revoke_instance_tokens(self.db, self.user.orm_user, self.compute_name)
+            if revoked:
+                self.log.info("[%s] revoked %d hub token(s) of instance %s", self._log_name, revoked, self.compute_name)
+
+    def _check_or_record(self, snapshot: ComputeSnapshot | None, created: bool) -> None:
+        """Record an instance this spawn created; refuse one that is not what this hub created."""
+        name = self.compute_name
+        assert name is not None
+        record = self.instances.get(name)
+        if created or record is None:
+            if not created and snapshot is not None:
+                self.log.warning("[%s] %s: no record of its identity (created before this hub kept one); recording it now", self._log_name, name)
+            self._record(InstanceRecord.of(snapshot) if snapshot is not None else InstanceRecord(name))
+        elif why := replaced(record, snapshot):
+            self.log.warning("[%s] %s: %s; refusing to use it", self._log_name, name, why)
+            raise errors.InstanceReplaced(name, why)
+
+    def _record(self, record: InstanceRecord) -> None:
+        if self.instances.get(record.name) != record:
+            self.instances[record.name] = record
+            self._persist_state()
+            self._record_changed.set()
+
+    def _show(self, snapshot: ComputeSnapshot | None) -> None:
+        """Keep the instance's Azure state and size in the server's state (the admin panel shows it)."""
+        state, size = (snapshot.state, snapshot.vm_size) if snapshot else ("Deleted", self.vm_size)
+        if (state, size) != (self.instance_state, self.vm_size):
+            self.instance_state, self.vm_size = state, size
+            if self.orm_spawner is not None:
+                self._persist_state()
+
+    async def instance_identity_refusal(self, claims: dict[str, Any], hub_tenant: str, wait: float = 30.0) -> str | None:
+        """Why a validated managed-identity token is not this server's instance; None when it is.
+
+        Waits (bounded) for the record of an instance still being created, then checks the token against
+        it and reads the instance from ARM now (deleted or re-created since: refused).
+        """
+        name = self.compute_name
+        if not name or not self.workspace_key:
+            return "its server has no compute instance"
+        deadline = time.monotonic() + wait
+        while not (self.instances.get(name) and self.instances[name].complete) and time.monotonic() < deadline:
+            self._record_changed.clear()
+            try:
+                await asyncio.wait_for(self._record_changed.wait(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+        record = self.instances.get(name)
+        why = token_mismatch(claims, record, self.compute_id or "", hub_tenant)
+        if why or record is None:
+            return why
+        try:
+            current = await self._read(self._workspaces()[self.workspace_key])
+        except errors.ComputeError as e:
+            return f"Azure could not confirm the instance now ({e})"
+        return replaced(record, current)
 
     # -- the steps -------------------------------------------------------------------------------
     async def _carry_out(
         self, step: Step, workspace: Workspace, profile: Profile, owner: Owner, reflector: WorkspaceReflector
-    ) -> None:
+    ) -> bool:
+        """Do ``step``; True when it created a new instance."""
         writer, name = self._writer(workspace), self.compute_name
         assert name is not None
         if step is Step.RECREATE:
@@ -316,6 +406,7 @@ class AMLSpawner(Spawner):
             await writer.begin_start(name)
         await self._read(workspace)  # see the new state now, not at the next list
         reflector.poke()
+        return step is Step.CREATE
 
     async def _wait_until_running(self, reflector: WorkspaceReflector) -> ComputeSnapshot:
         name = self.compute_name
@@ -329,6 +420,8 @@ class AMLSpawner(Spawner):
                 continue
             if snapshot is None:
                 raise errors.ComputeFailed(name, "gone", "it was deleted while starting")
+            if name in self.instances:
+                self._record(self.instances[name].completed_by(snapshot))
             if _ready(snapshot):
                 self._emit(100, f"{name} is running.", ready=True)
                 return snapshot
