@@ -13,8 +13,9 @@ import jinja2
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from jupyterhub.user import User as HubUser
+from jupyterhub.utils import url_path_join
 from tornado import web
-from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
+from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from ..auth.broker import ThreadCredential
 from ..auth.instance_tokens import revoke_instance_tokens
@@ -22,6 +23,7 @@ from ..userspace import UserSpace, ensure_share, share_access, share_name
 from . import errors
 from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
+from .culler import IdleCuller
 from .identity import InstanceRecord, replaced, token_mismatch
 from .plan import Step, plan_start
 from .profiles import Choice, Profile, ProfileError, Workspace, choose, parse_profiles, parse_workspaces
@@ -143,6 +145,28 @@ class AMLSpawner(Spawner):
         help="How often to stop instances this hub created that no server owns (0: never). They are stopped, not deleted.",
     )
 
+    idle_culler = Bool(
+        True,
+        config=True,
+        help="""Stop servers whose instance reported no Jupyter activity for their profile's idle_shutdown_minutes
+        (hub-enforced idle shutdown: Azure's own does not apply to instances whose managed identity has no role,
+        see docs/token-broker.md). No reports count as idle. Off: only Azure's idle shutdown (if it applies).""",
+    )
+    idle_cull_interval_seconds = Float(60.0, config=True, help="How often the idle culler looks at every server.")
+    idle_cull_after_seconds = Float(
+        0.0,
+        config=True,
+        help="Idle limit in seconds for every server, overriding profiles' idle_shutdown_minutes (0: the profile's).",
+    )
+    activity_interval_seconds = Float(
+        60.0, config=True, help="How often each instance reports its Jupyter activity to the hub (seconds)."
+    )
+
+    @default("poll_interval")
+    def _poll_interval_default(self) -> int:
+        """Notice a stopped instance within one compute list (JupyterHub's default is 30 s)."""
+        return max(1, round(self.poll_interval_seconds))
+
     @default("start_timeout")
     def _start_timeout_default(self) -> int:
         return 20 * 60  # Azure creates an instance in ~5 minutes; setup scripts add more
@@ -171,6 +195,7 @@ class AMLSpawner(Spawner):
         self.share: str | None = None  # the user space's share
         self.vm_size: str | None = None  # shown in the admin panel (server state)
         self.instance_state: str | None = None  # Azure's state, as of the last poll (admin panel)
+        self.idle_minutes: int | None = None  # the profile's idle shutdown, enforced by the idle culler
         # What this hub saw of each instance it created, by name; kept when the server stops, so a
         # same-name instance re-created outside the hub is never started or trusted (identity.py).
         self.instances: dict[str, InstanceRecord] = {}
@@ -188,6 +213,7 @@ class AMLSpawner(Spawner):
             self.compute_name_prefix, self.user.name, owner.oid, self.name, choice.profile.key, self.hub_id
         )
         self.workspace_key, self.profile_key = workspace.key, choice.profile.key
+        self.vm_size, self.idle_minutes = choice.profile.vm_size, choice.profile.idle_shutdown_minutes
         self.compute_id = f"{workspace.arm_id}/computes/{self.compute_name}"
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
         self._spark_config(choice.profile)  # invalid Spark settings fail here, not in the instance's startup
@@ -288,6 +314,7 @@ class AMLSpawner(Spawner):
                 share=self.share,
                 vm_size=self.vm_size,
                 instance_state=self.instance_state,
+                idle_minutes=self.idle_minutes,
             )
         if self.instances:
             state.update(v=STATE_VERSION, instances={name: r.as_json() for name, r in self.instances.items()})
@@ -304,6 +331,7 @@ class AMLSpawner(Spawner):
             self.share = state.get("share")
             self.vm_size = state.get("vm_size")
             self.instance_state = state.get("instance_state")
+            self.idle_minutes = state.get("idle_minutes")
             self.instances = {n: InstanceRecord.from_json(n, r) for n, r in (state.get("instances") or {}).items()}
 
     def clear_state(self) -> None:
@@ -315,10 +343,16 @@ class AMLSpawner(Spawner):
         super().clear_state()
         self._revoke_instance_tokens()
         self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = self.compute_id = self.share = None
-        self.vm_size = self.instance_state = None
+        self.vm_size = self.instance_state = self.idle_minutes = None
         self._events = []
 
     # -- the instance's identity (docs/token-broker.md) ------------------------------------------------
+    def idle_limit_seconds(self) -> float:
+        """After how long without activity the idle culler stops this server (0: never)."""
+        if not self.idle_culler or not self.compute_name:
+            return 0.0
+        return self.idle_cull_after_seconds or 60.0 * (self.idle_minutes or 0)
+
     def _revoke_instance_tokens(self) -> None:
         if self.compute_name and self.orm_spawner is not None:
             revoked = revoke_instance_tokens(self.db, self.user.orm_user, self.compute_name)
@@ -432,10 +466,27 @@ class AMLSpawner(Spawner):
 
     def _connect(self, snapshot: ComputeSnapshot) -> str:
         self.jupyter_url = snapshot.jupyter_url()
+        self.instance_state, self.vm_size = snapshot.state, snapshot.vm_size or self.vm_size
         redirector = Redirector.shared(port=self.redirect_port)
         if self.server is not None and self.jupyter_url:
             redirector.add(self.server.base_url, self.jupyter_url)
+            redirector.watch(self.server.base_url, self._not_serving, url_path_join(self.hub.base_url, "home"))
         return redirector.url
+
+    async def _not_serving(self) -> str | None:
+        """The instance's state if it does not serve Jupyter now (the redirect server asks before each redirect).
+
+        A direct read as the user (a browser entering its server is rare: JupyterLab then runs on the
+        instance's own origin); the last compute list if Azure does not answer.
+        """
+        if not self.compute_name or not self.workspace_key:
+            return "Stopped"
+        workspace = self._workspaces()[self.workspace_key]
+        try:
+            snapshot = await self._read(workspace)
+        except errors.ComputeError:
+            snapshot = self._reflector(workspace).get(self.compute_name)
+        return None if _ready(snapshot) else (snapshot.state if snapshot else "Deleted")
 
     # -- what the instance sets up (asked by the instance through the hub's instance API) -----------
     async def instance_config(self) -> dict[str, Any]:
@@ -444,6 +495,9 @@ class AMLSpawner(Spawner):
         access = share_access(space, self.share).as_json() if space.enabled and self.share else None
         return {
             "user": self.user.name,
+            "server": self.name,
+            "activity_interval": self.activity_interval_seconds,
+            "hub_public_url": self.public_hub_url or "",  # JupyterLab's Hub menu (JupyterHub.public_url)
             "compute": self.compute_name,
             "userspace": access,
             "spark": self._spark_config(next((p for p in await self._profiles() if p.key == self.profile_key), None)),
@@ -502,6 +556,8 @@ class AMLSpawner(Spawner):
         reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
         reflector.register(self.user.name, self.arm_credential(self, self.user))
         Reconciler(self.hub_id, self.db, WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
+        if self.idle_culler:
+            IdleCuller(self.user.settings).start(self.idle_cull_interval_seconds)
         return reflector
 
     async def _stop_as_owner(self, username: str, snapshot: ComputeSnapshot, workspace: Workspace) -> None:
