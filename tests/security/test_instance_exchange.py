@@ -47,6 +47,22 @@ def identity_token(emulator, principal_id: str, tenant_id: str, resource_id: str
     return emulator.call(lambda: managed_identity_token(state, principal_id, tenant_id, resource_id, AUDIENCE)[0])
 
 
+def identity_token_as_azure_sends_it(emulator, principal_id: str, tenant_id: str, resource_id: str) -> str:
+    """The same, with only claims Azure always sends: no optional ``idtyp``, and ``appid`` the identity's
+    client id (not its object id)."""
+    state = emulator.state
+
+    def mint() -> str:
+        now = int(state.now())
+        return state.sign({
+            "aud": AUDIENCE, "iss": f"https://sts.windows.net/{tenant_id}/", "iat": now, "nbf": now, "exp": now + 600,
+            "tid": tenant_id, "ver": "1.0", "appid": str(uuid.uuid4()), "appidacr": "2", "oid": principal_id,
+            "sub": principal_id, "xms_mirid": resource_id, "uti": uuid.uuid4().hex,
+        })  # fmt: skip
+
+    return emulator.call(mint)
+
+
 def exchange(hub, token: str) -> requests.Response:
     return requests.post(f"{hub.url}/hub/api/aml/instance-token", json={"identity_token": token}, timeout=60)
 
@@ -99,6 +115,8 @@ def test_the_instance_the_hub_created_is_recorded_and_trusted(hub, fast, emulato
     assert token_works(hub, instance_hub_token(instances, compute))  # the agent's own exchange at startup
     ok = exchange(hub, identity_token(emulator, record["principal_id"], record["tenant_id"], compute["id"].lower()))
     assert ok.status_code == 200 and ok.json()["user"] == ALICE.username  # xms_mirid compared case-insensitively
+    plain = exchange(hub, identity_token_as_azure_sends_it(emulator, record["principal_id"], record["tenant_id"], compute["id"]))
+    assert plain.status_code == 200, plain.text  # idtyp is optional; appid is not the principal id
 
 
 def test_another_instances_identity_is_refused(hub, fast, emulator, ca_bundle):
