@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 from jupyterhub.utils import utcnow
 
+from .periodic import run_every
+
 log = logging.getLogger(__name__)
 
 
@@ -72,13 +74,4 @@ class IdleCuller:
         """Run every ``interval`` seconds in the background (once per process; 0: never)."""
         if interval <= 0 or (IdleCuller._task is not None and not IdleCuller._task.done()):
             return
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.run_once()
-                except Exception:  # noqa: BLE001 - a bad round must not end the loop
-                    log.exception("Idle culler round failed")
-
-        IdleCuller._task = asyncio.ensure_future(loop())
+        IdleCuller._task = run_every(interval, self.run_once, log, "Idle culler")

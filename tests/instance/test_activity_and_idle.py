@@ -27,13 +27,6 @@ IDLE_SECONDS = 8
 
 
 @pytest.fixture(scope="module")
-def instances(emulator):
-    emulator.call(emulator.emulator.set_instance_runtime, True)
-    yield emulator.state.instances
-    emulator.call(emulator.emulator.set_instance_runtime, False)
-
-
-@pytest.fixture(scope="module")
 def hub(emulator, instances, tmp_path_factory):
     extra = f"""
 c.AMLSpawner.stop_wait_seconds = 30
