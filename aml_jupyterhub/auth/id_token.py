@@ -93,19 +93,28 @@ async def validate_id_token(
     return claims
 
 
+async def hub_tenant(oidc: OpenIdConfiguration) -> str:
+    """The tenant id in the discovery document's issuer; empty for multi-tenant (common) endpoints."""
+    issuer = (await oidc.document()).get("issuer", "")
+    tenant = issuer.rstrip("/").rsplit("/", 2)[-2] if issuer.rstrip("/").endswith("/v2.0") else ""
+    return "" if "{" in tenant else tenant
+
+
 async def validate_instance_identity(token: str, oidc: OpenIdConfiguration, audiences: set[str], leeway: float = 120) -> dict[str, Any]:
     """Claims of a managed-identity access token for the hub's app, else :class:`IdTokenError`.
 
     Checks the signature against the tenant's JWKS, a v1 issuer matching the
     token's tenant, one of ``audiences``, the lifetime, and that it names the
-    Azure resource it belongs to (``xms_mirid``).
+    Azure resource it belongs to (``xms_mirid``). ``idtyp`` is an optional
+    claim (only when the app registration asks for it) and is not required;
+    whose identity it is, is :func:`aml_jupyterhub.spawner.identity.token_mismatch`'s job.
     """
     header, unverified = _peek(token, "identity token")
     claims = await _verified(
         token, "identity token", oidc, header.get("kid", ""), leeway,
         audience=list(audiences), issuer=f"https://sts.windows.net/{unverified.get('tid', '')}/",
-        options={"require": ["exp", "iat", "aud", "iss", "oid"]},
+        options={"require": ["exp", "iat", "aud", "iss", "oid", "tid"]},
     )  # fmt: skip
-    if claims.get("idtyp") != "app" or not claims.get("xms_mirid"):
-        raise IdTokenError("not a managed-identity token of an Azure resource")
+    if not claims.get("xms_mirid"):
+        raise IdTokenError("not a managed-identity token of an Azure resource (no xms_mirid)")
     return claims

@@ -47,10 +47,15 @@ def _tag(orm_token: orm.APIToken, settings: dict[str, Any]) -> str:
     return hmac.new(_key(settings), message, hashlib.sha256).hexdigest()[:32]
 
 
+def unmarked_note(note: str | None) -> str:
+    """A token's note as it was given, without the hub's mark."""
+    return _MARK.sub("", note or "")
+
+
 def mark(orm_token: orm.APIToken, settings: dict[str, Any]) -> None:
     """Record that ``orm_token``'s owner holds it for themself (the caller commits)."""
     suffix = f" [{MARK_LABEL} {_tag(orm_token, settings)}]"
-    note = _MARK.sub("", orm_token.note or "")
+    note = unmarked_note(orm_token.note)
     orm_token.note = note[: _NOTE_LIMIT - len(suffix)] + suffix
 
 

@@ -8,7 +8,9 @@ user space mounted there), owned by that user, private (:mod:`.user`).
 3. mount the user's share (``mount``);
 4. write the Spark kernels' configuration into the user space and install the kernels;
 5. write the admin's settings for the user's code, and copy the example notebooks
-   into the user space (once: the user's edits are kept).
+   into the user space (once: the user's edits are kept);
+6. configure the instance's Jupyter to report activity to the hub and show
+   JupyterLab's Hub menu (``activity``).
 
 Each step logs what it did, never a credential; any failure exits non-zero
 with a one-line reason, which Azure shows as the instance's setup error.
@@ -25,6 +27,7 @@ from typing import Any
 
 import requests
 
+from .activity import configure_jupyter
 from .hub_token import InstanceHubToken, state_dir
 from .mount import mount, mount_point
 from .user import give, home, private_dirs
@@ -67,6 +70,10 @@ def start(hub_api_url: str, audience: str) -> None:
     hub.get()
     log.info("hub token obtained for this instance")
     config = fetch_config(hub, compute)
+    configure_jupyter(
+        Path.home(), hub.hub_api_url, config["user"], config.get("server", ""),
+        config.get("activity_interval", 60.0), config.get("hub_public_url", ""),
+    )  # fmt: skip
     space = config.get("userspace")
     if space:
         log.info("user space %s mounted at %s", space["share_url"].rsplit("/", 1)[-1], mount(space))

@@ -15,7 +15,9 @@ See docs/connection.md for the modes considered.
 
 from __future__ import annotations
 
+import html
 import socket
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
@@ -24,8 +26,9 @@ from tornado import httpserver, netutil, web
 
 
 class _Redirect(web.RequestHandler):
-    def initialize(self, routes: dict[str, str]) -> None:
+    def initialize(self, routes: dict[str, str], watches: dict[str, tuple[Callable[[], Awaitable[str | None]], str]]) -> None:
         self.routes = routes
+        self.watches = watches
 
     def _target(self) -> str | None:
         path = self.request.path
@@ -34,7 +37,9 @@ class _Redirect(web.RequestHandler):
             return None
         return redirect_location(self.routes[prefix], path[len(prefix):], self.request.query)
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        if await self._not_serving():
+            return
         target = self._target()
         if target is None:
             raise web.HTTPError(404, "This server is not running, or that is not a path on it.")
@@ -45,6 +50,27 @@ class _Redirect(web.RequestHandler):
 
     head = post = get
 
+    async def _not_serving(self) -> bool:
+        """Answer with a page back to the hub when the instance does not serve Jupyter (no dead end)."""
+        prefix = next((p for p in sorted(self.watches, key=len, reverse=True) if self.request.path.startswith(p)), None)
+        state = await self.watches[prefix][0]() if prefix else None
+        if not state:
+            return False
+        home = self.watches[prefix][1]
+        self.set_status(503)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Retry-After", "15")
+        self.finish(_NOT_SERVING.format(state=html.escape(state), home=html.escape(home, quote=True)))
+        return True
+
+
+_NOT_SERVING = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Your compute instance is not running</title></head>
+<body><h1>Your compute instance is not running</h1>
+<p>Azure reports it <strong>{state}</strong> (stopped for being idle, from the Azure portal, or by Azure).
+The hub will show the server stopped within a few seconds.</p>
+<p><a href="{home}">Back to the hub</a> to start it again.</p></body></html>
+"""
 
 # What may stand in a Location's path and query as is; anything else is percent-encoded.
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -95,7 +121,8 @@ class Redirector:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.routes: dict[str, str] = {}
-        app = web.Application([(r".*", _Redirect, {"routes": self.routes})], log_function=lambda h: None)
+        self.watches: dict[str, tuple[Callable[[], Awaitable[str | None]], str]] = {}
+        app = web.Application([(r".*", _Redirect, {"routes": self.routes, "watches": self.watches})], log_function=lambda h: None)
         sockets = netutil.bind_sockets(port, host, family=socket.AF_INET)
         self.url = f"http://{host}:{sockets[0].getsockname()[1]}"
         self._server = httpserver.HTTPServer(app)
@@ -111,5 +138,10 @@ class Redirector:
         """Route ``base_url`` (e.g. ``/user/alice/``) to the root of the instance behind ``instance_url``."""
         self.routes[base_url] = instance_root(instance_url)
 
+    def watch(self, base_url: str, not_serving: Callable[[], Awaitable[str | None]], hub_home: str) -> None:
+        """While ``not_serving()`` names a state, ``base_url`` answers a page linking to ``hub_home`` instead."""
+        self.watches[base_url] = (not_serving, hub_home)
+
     def remove(self, base_url: str) -> None:
         self.routes.pop(base_url, None)
+        self.watches.pop(base_url, None)

@@ -99,3 +99,14 @@ class BadSettings(ComputeError):
     def __init__(self, what: str, detail: str) -> None:
         super().__init__(f"The {what} settings for this server are invalid ({detail}); ask your administrator.")
 
+
+class InstanceReplaced(ComputeError):
+    """The instance under this server's name is not the one this hub created (deleted and re-created outside it)."""
+
+    status, label = 409, "replaced"
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(
+            f"Your compute instance {name} is not the one this hub created ({why}), so it will not be used. "
+            "Start again with 'recreate' ticked to replace it with a new one."
+        )

@@ -18,6 +18,7 @@ from typing import Any
 from jupyterhub import orm
 
 from . import errors
+from .periodic import run_every
 from .snapshots import ComputeSnapshot
 from .specs import TAG_HUB, TAG_USER
 
@@ -81,13 +82,4 @@ class Reconciler:
         """Run every ``interval`` seconds in the background (once per process)."""
         if interval <= 0 or (Reconciler._task is not None and not Reconciler._task.done()):
             return
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.run_once()
-                except Exception:  # noqa: BLE001 - a bad round must not end the loop
-                    log.exception("Reconciler round failed")
-
-        Reconciler._task = asyncio.ensure_future(loop())
+        Reconciler._task = run_every(interval, self.run_once, log, "Reconciler")

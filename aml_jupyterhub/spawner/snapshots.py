@@ -19,6 +19,9 @@ class ComputeSnapshot:
     endpoints: Mapping[str, str] = field(default_factory=dict)  # displayName -> endpointUri
     errors: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+    principal_id: str = ""  # the system-assigned identity's object id (``identity.principalId``)
+    identity_tenant: str = ""  # ``identity.tenantId``
+    created_on: str = ""  # ``properties.createdOn``: a re-created same-name instance has another
 
     @property
     def phase(self) -> Phase:
@@ -29,6 +32,7 @@ class ComputeSnapshot:
         outer = body.get("properties") or {}
         inner = outer.get("properties") or {}
         assigned = (inner.get("personalComputeInstanceSettings") or {}).get("assignedUser") or {}
+        identity = body.get("identity") or {}
         errors = [*(inner.get("errors") or []), *(outer.get("provisioningErrors") or [])]
         return cls(
             name=body.get("name", ""),
@@ -39,6 +43,9 @@ class ComputeSnapshot:
             endpoints={a.get("displayName", ""): a.get("endpointUri", "") for a in inner.get("applications") or []},
             errors=tuple(_error_text(e) for e in errors),
             tags=dict(body.get("tags") or {}),
+            principal_id=str(identity.get("principalId") or ""),
+            identity_tenant=str(identity.get("tenantId") or ""),
+            created_on=str(outer.get("createdOn") or ""),
         )
 
     def jupyter_url(self, preferred: tuple[str, ...] = ("Jupyter Lab", "JupyterLab", "Jupyter")) -> str | None:

@@ -14,11 +14,13 @@ import jinja2
 from jupyterhub import orm
 from jupyterhub.spawner import Spawner
 from jupyterhub.user import User as HubUser
+from jupyterhub.utils import url_path_join
 from sqlalchemy.orm import object_session
 from tornado import web
-from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
+from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from ..auth.broker import ThreadCredential
+from ..auth.instance_tokens import revoke_instance_tokens
 from ..userspace import (
     UserSpace,
     UserSpaceError,
@@ -33,6 +35,8 @@ from ..userspace import (
 from . import errors
 from .azure_calls import ArmEndpoint, ComputeWriter
 from .connection import Redirector
+from .culler import IdleCuller
+from .identity import InstanceRecord, replaced, token_mismatch
 from .plan import Step, plan_start
 from .profiles import Choice, Profile, ProfileError, Workspace, choose, options_from_form, parse_profiles, parse_workspaces
 from .reconcile import Reconciler
@@ -161,6 +165,28 @@ class AMLSpawner(Spawner):
         help="How often to stop instances this hub created that no server owns (0: never). They are stopped, not deleted.",
     )
 
+    idle_culler = Bool(
+        True,
+        config=True,
+        help="""Stop servers whose instance reported no Jupyter activity for their profile's idle_shutdown_minutes
+        (hub-enforced idle shutdown: Azure's own does not apply to instances whose managed identity has no role,
+        see docs/token-broker.md). No reports count as idle. Off: only Azure's idle shutdown (if it applies).""",
+    )
+    idle_cull_interval_seconds = Float(60.0, config=True, help="How often the idle culler looks at every server.")
+    idle_cull_after_seconds = Float(
+        0.0,
+        config=True,
+        help="Idle limit in seconds for every server, overriding profiles' idle_shutdown_minutes (0: the profile's).",
+    )
+    activity_interval_seconds = Float(
+        60.0, config=True, help="How often each instance reports its Jupyter activity to the hub (seconds)."
+    )
+
+    @default("poll_interval")
+    def _poll_interval_default(self) -> int:
+        """Notice a stopped instance within one compute list (JupyterHub's default is 30 s)."""
+        return max(1, round(self.poll_interval_seconds))
+
     @default("start_timeout")
     def _start_timeout_default(self) -> int:
         return 20 * 60  # Azure creates an instance in ~5 minutes; setup scripts add more
@@ -188,6 +214,13 @@ class AMLSpawner(Spawner):
         self.compute_id: str | None = None  # the instance's ARM id: how the hub recognises its managed identity
         self.share: str | None = None  # the user space's share
         self.policy_expires_on: float | None = None  # when this server's stored access policy on it ends
+        self.vm_size: str | None = None  # shown in the admin panel (server state)
+        self.instance_state: str | None = None  # Azure's state, as of the last poll (admin panel)
+        self.idle_minutes: int | None = None  # the profile's idle shutdown, enforced by the idle culler
+        # What this hub saw of each instance it created, by name; kept when the server stops, so a
+        # same-name instance re-created outside the hub is never started or trusted (identity.py).
+        self.instances: dict[str, InstanceRecord] = {}
+        self._record_changed = asyncio.Event()
         self._choice: Choice | None = None
         self._events: list[dict[str, Any]] = []
         self._events_changed = asyncio.Event()
@@ -203,6 +236,7 @@ class AMLSpawner(Spawner):
             self.compute_name_prefix, self.user.name, owner.oid, self.name, choice.profile.key, self.hub_id
         )
         self.workspace_key, self.profile_key = workspace.key, choice.profile.key
+        self.vm_size, self.idle_minutes = choice.profile.vm_size, choice.profile.idle_shutdown_minutes
         self.compute_id = f"{workspace.arm_id}/computes/{self.compute_name}"
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
         self._spark_config(choice.profile)  # invalid Spark settings fail here, not in the instance's startup
@@ -211,13 +245,15 @@ class AMLSpawner(Spawner):
         current = await self._read(workspace)
         step = plan_start(current, owner, choice.recreate)
         self._emit(5, self._describe(step, current))
-        await self._carry_out(step, workspace, choice.profile, owner, reflector)
+        created = await self._carry_out(step, workspace, choice.profile, owner, reflector)
+        self._check_or_record(reflector.get(self.compute_name), created)
         snapshot = await self._wait_until_running(reflector)
         return self._connect(snapshot)
 
     async def stop(self, now: bool = False) -> None:
         if not self.compute_name or not self.workspace_key:
             return
+        self._revoke_instance_tokens()  # before anything that may fail: the instance is trusted no more
         await self._revoke_policy()  # the mount's credential dies now, whatever the instance does
         workspace = self._workspaces()[self.workspace_key]
         reflector = self._reflector(workspace)
@@ -243,8 +279,14 @@ class AMLSpawner(Spawner):
         if not reflector.synced_at:
             return None  # no list yet (hub just started): assume running, decide on the next poll
         snapshot = reflector.get(self.compute_name)
+        self._show(snapshot)
         if snapshot is None:
             return 0
+        record = self.instances.get(self.compute_name)
+        why = replaced(record, snapshot) if record else None
+        if why:
+            self.log.warning("[%s] %s: %s; ending the server", self._log_name, self.compute_name, why)
+            return 1
         if snapshot.phase is Phase.RUNNING or snapshot.state in _STARTING:
             await self._keep_policy()
             return None
@@ -296,7 +338,12 @@ class AMLSpawner(Spawner):
                 compute_id=self.compute_id,
                 share=self.share,
                 policy_expires_on=self.policy_expires_on,
+                vm_size=self.vm_size,
+                instance_state=self.instance_state,
+                idle_minutes=self.idle_minutes,
             )
+        if self.instances:
+            state.update(v=STATE_VERSION, instances={name: r.as_json() for name, r in self.instances.items()})
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -309,18 +356,95 @@ class AMLSpawner(Spawner):
             self.compute_id = state.get("compute_id")
             self.share = state.get("share")
             self.policy_expires_on = state.get("policy_expires_on")
+            self.vm_size = state.get("vm_size")
+            self.instance_state = state.get("instance_state")
+            self.idle_minutes = state.get("idle_minutes")
+            self.instances = {n: InstanceRecord.from_json(n, r) for n, r in (state.get("instances") or {}).items()}
 
     def clear_state(self) -> None:
-        """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse)."""
+        """Forget the instance of a stopped server (it stays in Azure, stopped, for reuse) and revoke its tokens.
+
+        JupyterHub calls this however the server ended (stopped, or found stopped or gone by ``poll``).
+        The record of what this hub created (``instances``) is kept.
+        """
         super().clear_state()
+        self._revoke_instance_tokens()
         self.compute_name = self.workspace_key = self.profile_key = self.jupyter_url = self.compute_id = self.share = None
         self.policy_expires_on = None
+        self.vm_size = self.instance_state = self.idle_minutes = None
         self._events = []
+
+    # -- the instance's identity (docs/token-broker.md) ------------------------------------------------
+    def idle_limit_seconds(self) -> float:
+        """After how long without activity the idle culler stops this server (0: never)."""
+        if not self.idle_culler or not self.compute_name:
+            return 0.0
+        return self.idle_cull_after_seconds or 60.0 * (self.idle_minutes or 0)
+
+    def _revoke_instance_tokens(self) -> None:
+        if self.compute_name and self.orm_spawner is not None:
+            revoked = revoke_instance_tokens(self._db(), self.user.orm_user, self.compute_name)
+            if revoked:
+                self.log.info("[%s] revoked %d hub token(s) of instance %s", self._log_name, revoked, self.compute_name)
+
+    def _check_or_record(self, snapshot: ComputeSnapshot | None, created: bool) -> None:
+        """Record an instance this spawn created; refuse one that is not what this hub created."""
+        name = self.compute_name
+        assert name is not None
+        record = self.instances.get(name)
+        if created or record is None:
+            if not created and snapshot is not None:
+                self.log.warning("[%s] %s: no record of its identity (created before this hub kept one); recording it now", self._log_name, name)
+            self._record(InstanceRecord.of(snapshot) if snapshot is not None else InstanceRecord(name))
+        elif why := replaced(record, snapshot):
+            self.log.warning("[%s] %s: %s; refusing to use it", self._log_name, name, why)
+            raise errors.InstanceReplaced(name, why)
+
+    def _record(self, record: InstanceRecord) -> None:
+        if self.instances.get(record.name) != record:
+            self.instances[record.name] = record
+            self._persist_state()
+            self._record_changed.set()
+
+    def _show(self, snapshot: ComputeSnapshot | None) -> None:
+        """Keep the instance's Azure state and size in the server's state (the admin panel shows it)."""
+        state, size = (snapshot.state, snapshot.vm_size) if snapshot else ("Deleted", self.vm_size)
+        if (state, size) != (self.instance_state, self.vm_size):
+            self.instance_state, self.vm_size = state, size
+            if self.orm_spawner is not None:
+                self._persist_state()
+
+    async def instance_identity_refusal(self, claims: dict[str, Any], hub_tenant: str, wait: float = 30.0) -> str | None:
+        """Why a validated managed-identity token is not this server's instance; None when it is.
+
+        Waits (bounded) for the record of an instance still being created, then checks the token against
+        it and reads the instance from ARM now (deleted or re-created since: refused).
+        """
+        name = self.compute_name
+        if not name or not self.workspace_key:
+            return "its server has no compute instance"
+        deadline = time.monotonic() + wait
+        while not (self.instances.get(name) and self.instances[name].complete) and time.monotonic() < deadline:
+            self._record_changed.clear()
+            try:
+                await asyncio.wait_for(self._record_changed.wait(), deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                break
+        record = self.instances.get(name)
+        why = token_mismatch(claims, record, self.compute_id or "", hub_tenant)
+        if why or record is None:
+            return why
+        try:
+            current = await self._read(self._workspaces()[self.workspace_key])
+        except errors.ComputeError as e:
+            return f"Azure could not confirm the instance now ({e})"
+        return replaced(record, current)
 
     # -- the steps -------------------------------------------------------------------------------
     async def _carry_out(
         self, step: Step, workspace: Workspace, profile: Profile, owner: Owner, reflector: WorkspaceReflector
-    ) -> None:
+    ) -> bool:
+        """Do ``step``; True when it created a new instance."""
         writer, name = self._writer(workspace), self.compute_name
         assert name is not None
         if step is Step.RECREATE:
@@ -344,6 +468,7 @@ class AMLSpawner(Spawner):
             await writer.begin_start(name)
         await self._read(workspace)  # see the new state now, not at the next list
         reflector.poke()
+        return step is Step.CREATE
 
     async def _wait_until_running(self, reflector: WorkspaceReflector) -> ComputeSnapshot:
         name = self.compute_name
@@ -357,6 +482,8 @@ class AMLSpawner(Spawner):
                 continue
             if snapshot is None:
                 raise errors.ComputeFailed(name, "gone", "it was deleted while starting")
+            if name in self.instances:
+                self._record(self.instances[name].completed_by(snapshot))
             if _ready(snapshot):
                 self._emit(100, f"Your compute instance {name} is ready: opening JupyterLab.", ready=True)
                 return snapshot
@@ -369,10 +496,27 @@ class AMLSpawner(Spawner):
 
     def _connect(self, snapshot: ComputeSnapshot) -> str:
         self.jupyter_url = snapshot.jupyter_url()
+        self.instance_state, self.vm_size = snapshot.state, snapshot.vm_size or self.vm_size
         redirector = Redirector.shared(port=self.redirect_port)
         if self.server is not None and self.jupyter_url:
             redirector.add(self.server.base_url, self.jupyter_url)
+            redirector.watch(self.server.base_url, self._not_serving, url_path_join(self.hub.base_url, "home"))
         return redirector.url
+
+    async def _not_serving(self) -> str | None:
+        """The instance's state if it does not serve Jupyter now (the redirect server asks before each redirect).
+
+        A direct read as the user (a browser entering its server is rare: JupyterLab then runs on the
+        instance's own origin); the last compute list if Azure does not answer.
+        """
+        if not self.compute_name or not self.workspace_key:
+            return "Stopped"
+        workspace = self._workspaces()[self.workspace_key]
+        try:
+            snapshot = await self._read(workspace)
+        except errors.ComputeError:
+            snapshot = self._reflector(workspace).get(self.compute_name)
+        return None if _ready(snapshot) else (snapshot.state if snapshot else "Deleted")
 
     # -- what the instance sets up (asked by the instance through the hub's instance API) -----------
     async def instance_config(self) -> dict[str, Any]:
@@ -386,6 +530,9 @@ class AMLSpawner(Spawner):
             access = share_access(space, self.share, policy_id(self.compute_name), expiry).as_json()
         return {
             "user": self.user.name,
+            "server": self.name,
+            "activity_interval": self.activity_interval_seconds,
+            "hub_public_url": self.public_hub_url or "",  # JupyterLab's Hub menu (JupyterHub.public_url)
             "compute": self.compute_name,
             "userspace": access,
             "spark": self._spark_config(next((p for p in await self._profiles() if p.key == self.profile_key), None)),
@@ -472,6 +619,8 @@ class AMLSpawner(Spawner):
         reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
         reflector.register(self.user.name, self.arm_credential(self, self.user))
         Reconciler(self.hub_id, self._db(), WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
+        if self.idle_culler:
+            IdleCuller(self.user.settings).start(self.idle_cull_interval_seconds)
         return reflector
 
     async def _stop_as_owner(self, username: str, snapshot: ComputeSnapshot, workspace: Workspace) -> None:

@@ -28,6 +28,7 @@ port = int(os.environ.get("AML_DEMO_HUB_PORT", "8000"))
 hub_url = f"http://127.0.0.1:{port}"
 
 c.JupyterHub.bind_url = hub_url
+c.JupyterHub.public_url = hub_url  # JupyterLab's Hub menu on the instances links here
 c.JupyterHub.hub_ip = "127.0.0.1"
 if os.environ.get("AML_DEMO_HUB_API_PORT"):
     c.JupyterHub.hub_port = int(os.environ["AML_DEMO_HUB_API_PORT"])

@@ -31,6 +31,14 @@ def aml_hub(emulator, workdir: Path, hub_id: str, extra: str = "", env: dict[str
     hub.stop()
 
 
+@pytest.fixture(scope="module")
+def instances(emulator):
+    """The session emulator, running compute instances for real (startup script, Jupyter) while the module runs."""
+    emulator.call(emulator.emulator.set_instance_runtime, True)
+    yield emulator.state.instances
+    emulator.call(emulator.emulator.set_instance_runtime, False)
+
+
 @pytest.fixture
 def fast(control):
     """Compute transitions in tenths of a second."""

@@ -35,14 +35,6 @@ needs_root = pytest.mark.skipif(isolation_unavailable() is not None, reason=f"no
 
 
 @pytest.fixture(scope="module")
-def instances(emulator):
-    """The session emulator, running compute instances for real while this module runs."""
-    emulator.call(emulator.emulator.set_instance_runtime, True)
-    yield emulator.state.instances
-    emulator.call(emulator.emulator.set_instance_runtime, False)
-
-
-@pytest.fixture(scope="module")
 def hub(emulator, instances, tmp_path_factory):
     for user in (ALICE, BOB, CAROL):  # a clean slate: other modules' hubs may have made these users' shares
         with contextlib.suppress(ResourceNotFoundError):
