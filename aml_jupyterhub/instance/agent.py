@@ -70,10 +70,11 @@ def start(hub_api_url: str, audience: str) -> None:
     hub.get()
     log.info("hub token obtained for this instance")
     config = fetch_config(hub, compute)
-    configure_jupyter(
-        Path.home(), hub.hub_api_url, config["user"], config.get("server", ""),
+    private_dirs(home(), ".jupyter")
+    give(configure_jupyter(
+        home(), hub.hub_api_url, config["user"], config.get("server", ""),
         config.get("activity_interval", 60.0), config.get("hub_public_url", ""),
-    )  # fmt: skip
+    ))  # fmt: skip  (the notebook user's Jupyter reads it: theirs, private)
     space = config.get("userspace")
     if space:
         log.info("user space %s mounted at %s", space["share_url"].rsplit("/", 1)[-1], mount(space))

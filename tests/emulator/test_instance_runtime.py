@@ -189,14 +189,14 @@ def test_idtyp_only_for_an_app_registration_that_asks_for_it(running):
     name = unique_name()
     create(emu, control, name)
     machine = machine_of(emu, settled(control, name))
-    assert claims_of(msi(emu, machine, clientid=machine.client_id))["idtyp"] == "app"  # the demo hub app asks
-    storage = claims_of(msi(emu, machine, clientid=machine.client_id, resource="https://storage.azure.com"))
-    assert "idtyp" not in storage
-    emu.state.config.apps[0].optional_claims = []
+    assert "idtyp" not in claims_of(msi(emu, machine, clientid=machine.client_id))  # the demo hub app does not ask
+    emu.state.config.apps[0].optional_claims = ["idtyp"]
     try:
-        assert "idtyp" not in claims_of(msi(emu, machine, clientid=machine.client_id))
+        assert claims_of(msi(emu, machine, clientid=machine.client_id))["idtyp"] == "app"
+        storage = claims_of(msi(emu, machine, clientid=machine.client_id, resource="https://storage.azure.com"))
+        assert "idtyp" not in storage  # only for the app that asks
     finally:
-        emu.state.config.apps[0].optional_claims = ["idtyp"]
+        emu.state.config.apps[0].optional_claims = []
 
 
 def test_stopping_stops_jupyter_and_a_restarted_emulator_brings_running_instances_back(tmp_path):

@@ -100,7 +100,7 @@ def test_a_server_whose_instance_stopped_in_azure_is_shown_stopped_and_never_dea
     compute = compute_of(fast, CAROL.username, "portal")
     state = server_model(hub, CAROL.username, "portal")["state"]
     assert (state["instance_state"], state["vm_size"]) == ("Running", "Standard_DS3_v2")  # the admin panel's server card
-    fast.arm_idle_shutdown(compute["name"])  # Azure stops it (idle shutdown, schedule, the portal...)
+    fast.arm_scheduled_stop(compute["name"])  # Azure stops it (a schedule, the portal...)
     fast.arm_settle(compute["name"])
     seen = time.monotonic()
     hop = session.get(f"{hub.url}/user/{CAROL.username}/portal/lab", allow_redirects=False, timeout=30)

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import requests
 
-from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID
+from aml_jupyterhub.emulator.core.config import DEMO_CLIENT_ID, stable_id
 from aml_jupyterhub.emulator.core.tokens import managed_identity_token
 from support.aml_hub import ALICE, BOB, CAROL, aml_hub, instances_of, signed_in, spawn, stop
 from support.hub import wait_for
@@ -37,7 +37,8 @@ c.JupyterHub.named_server_limit_per_user = 0
 def identity_token(emulator, principal_id: str, tenant_id: str, resource_id: str) -> str:
     """A managed-identity token for the hub's app, as Entra ID issues it to ``principal_id``."""
     state = emulator.state
-    return emulator.call(lambda: managed_identity_token(state, principal_id, tenant_id, resource_id, AUDIENCE)[0])
+    client_id = stable_id("managed-identity-client", principal_id)  # as the emulated instance's identity has
+    return emulator.call(lambda: managed_identity_token(state, principal_id, client_id, tenant_id, resource_id, AUDIENCE)[0])
 
 
 def identity_token_as_azure_sends_it(emulator, principal_id: str, tenant_id: str, resource_id: str) -> str:

@@ -86,10 +86,14 @@ def hub(emulator, tmp_path_factory):
     yield from aml_hub(emulator, tmp_path_factory.mktemp("redirect-hub"), HUB_ID, extra)
 
 
-def on_the_hub(location: str) -> bool:
-    """A Location that stays on the hub's own origin: a path, never ``//host`` or ``/\\host``."""
+def on_the_hub(location: str, hub_url: str) -> bool:
+    """A Location that stays on the hub's own origin: a path (never ``//host`` or ``/\\host``), or an
+    absolute URL on the hub's public origin (JupyterHub writes those when ``public_url`` is set)."""
     parts = urlsplit(location)
-    return not parts.scheme and not parts.netloc and location.startswith("/") and location[1:2] not in ("/", "\\")
+    if parts.scheme or parts.netloc:
+        hub = urlsplit(hub_url)
+        return (parts.scheme, parts.netloc) == (hub.scheme, hub.netloc)
+    return location.startswith("/") and location[1:2] not in ("/", "\\")
 
 
 def raw_get(url: str, target: str) -> tuple[int, dict[str, str]]:
@@ -119,7 +123,7 @@ def test_no_path_under_a_running_server_redirects_off_its_instance(hub, fast, ca
         answers[rest] = (status, headers.get("location"))
     # The proxy resolves dot segments itself; what then leaves alice's route is answered by the hub,
     # with a path on the hub's own origin. Every other Location must be on alice's instance.
-    off_origin = {rest: a for rest, a in answers.items() if a[1] and not (on_the_hub(a[1]) or same_origin(a[1], instance + "/"))}
+    off_origin = {rest: a for rest, a in answers.items() if a[1] and not (on_the_hub(a[1], hub.url) or same_origin(a[1], instance + "/"))}
     assert off_origin == {}
     assert all(status in (301, 302, 400, 404) for status, _ in answers.values()), answers
     stop(hub, ALICE.username)

@@ -260,8 +260,8 @@ def default_config() -> EmulatorConfig:
         display_name="aml-jupyterhub",
         client_secret=DEMO_CLIENT_SECRET,
         service_principal_oid=stable_id("sp", DEMO_CLIENT_ID),
-        # The hub's instance-token exchange reads idtyp; docs/app-registration.md has the admin add it.
-        optional_claims=["idtyp"],
+        # No optional claims: the hub relies only on claims every token carries (docs/token-broker.md),
+        # so the whole suite runs without idtyp, as a hub app registered per docs/app-registration.md.
     )
     gateway = App(client_id=GATEWAY_CLIENT_ID, tenant_id=tenant.id, display_name="Azure Machine Learning", group_claims=False)
     # Users may manage their own compute instances; carol (admin) may manage anyone's; eve has no role.
