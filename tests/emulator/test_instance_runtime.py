@@ -251,3 +251,34 @@ def test_the_agent_gets_the_instance_identity_not_the_signed_in_user(running):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == resource["id"]
+
+
+def test_software_below_a_closed_directory_is_reached_through_a_mask(tmp_path, monkeypatch):
+    """A checkout in a ``mktemp -d`` folder (0700, as CI may clone into) stays runnable by azureuser."""
+    from aml_jupyterhub.emulator.instances import sandbox
+
+    closed = tmp_path / "ci-clone"
+    checkout = closed / "p"
+    checkout.mkdir(parents=True)
+    closed.chmod(0o700)
+    tmp_path.chmod(0o755)
+    monkeypatch.setattr(sandbox, "software", lambda: {checkout, checkout / ".venv"})
+    monkeypatch.setattr(sandbox, "closed_ancestor", lambda path: closed if path.is_relative_to(closed) else None)
+    laid = {covered: (mask, kept) for mask, covered, kept in sandbox.masks(tmp_path / "root-home", tmp_path / "masks")}
+    mask, kept = laid[closed]
+    assert kept == ["p"] and mask.stat().st_mode & 0o777 == 0o711  # the nested .venv comes with p
+    root_mask, root_kept = laid[sandbox.ROOT_HOME]
+    assert root_mask == tmp_path / "root-home" and root_kept == [] and root_mask.stat().st_mode & 0o777 == 0o700
+    assert closed.stat().st_mode & 0o777 == 0o700  # the host's modes are never changed
+
+
+def test_closed_ancestor_is_the_outermost_directory_others_cannot_traverse(tmp_path):
+    from aml_jupyterhub.emulator.instances.sandbox import closed_ancestor
+
+    outer, inner = tmp_path / "a", tmp_path / "a" / "b"
+    (inner / "c").mkdir(parents=True)
+    inner.chmod(0o700)
+    assert closed_ancestor(inner / "c") in (inner, *[p for p in inner.parents if not p.stat().st_mode & 0o001])
+    outer.chmod(0o700)
+    found = closed_ancestor(inner / "c")
+    assert found is not None and found != inner and inner.is_relative_to(found)

@@ -230,7 +230,7 @@ class InstanceRuntime:
         self._prepare_disk(machine)
         if self.isolation_unavailable is None:
             try:
-                machine.namespace = await sandbox.Namespace.open(machine.home, machine.root_home, machine.temp_disk)
+                machine.namespace = await sandbox.Namespace.open(machine.home, machine.root_home, machine.temp_disk, machine.root / "masks")
             except RuntimeError as e:
                 raise StartupFailed(str(e)) from None
         script = startup_script(resource)

@@ -36,13 +36,17 @@ READY_SECONDS = 10.0
 TOOLS = ("unshare", "nsenter", "setpriv", "mount", "useradd")
 
 # The holder: bind the instance's directories, then sleep until the instance stops.
-# $1 home, $2 root's home, $3 temporary disk, then paths under /root the software needs.
+# $1 home, $2 temporary disk, then groups of: a mask, the directory it covers, how many paths
+# follow, and those paths (relative to the covered directory) bound back into the mask first.
 HOLDER = """set -e
 mount --bind "$1" /home/azureuser
-mount --bind "$3" /mnt
-home="$2"; shift 3
-for keep in "$@"; do mkdir -p "$home/$keep"; mount --bind "/root/$keep" "$home/$keep"; done
-mount --rbind "$home" /root
+mount --bind "$2" /mnt
+shift 2
+while [ "$#" -gt 0 ]; do
+  mask="$1"; covered="$2"; n="$3"; shift 3
+  while [ "$n" -gt 0 ]; do mkdir -p "$mask/$1"; mount --bind "$covered/$1" "$mask/$1"; shift; n=$((n - 1)); done
+  mount --rbind "$mask" "$covered"
+done
 echo ready
 exec sleep infinity
 """
@@ -72,16 +76,45 @@ def notebook_user() -> pwd.struct_passwd:
     return user
 
 
-def software_under_root() -> list[str]:
-    """Paths below /root the instance's Python needs (a pyenv or checkout there), relative to /root."""
+def software() -> set[Path]:
+    """What the instance's processes run: the Python environment and the checkout holding aml_jupyterhub."""
     here = Path(__file__).resolve().parents[3]  # the directory holding the aml_jupyterhub package
-    wanted = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)} | {here}
-    inside = sorted(p.relative_to(ROOT_HOME) for p in wanted if p.is_relative_to(ROOT_HOME) and p != ROOT_HOME)
-    kept: list[Path] = []
-    for path in inside:
-        if not any(path.is_relative_to(k) for k in kept):
-            kept.append(path)
-    return [str(p) for p in kept]
+    return {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)} | {here}
+
+
+def closed_ancestor(path: Path) -> Path | None:
+    """The outermost directory above ``path`` that users other than its owner cannot traverse, or None."""
+    for ancestor in reversed(path.parents):
+        try:
+            if not ancestor.stat().st_mode & 0o001:
+                return ancestor
+        except OSError:
+            return None
+    return None
+
+
+def masks(root_home: Path, masks_dir: Path) -> list[tuple[Path, Path, list[str]]]:
+    """(mask, covered directory, paths kept through it): what the namespace lays over the host.
+
+    Root's home is always covered by the instance's own. Software below a directory the
+    notebook user cannot traverse (``/root`` with a pyenv in it, a checkout in a ``mktemp -d``
+    folder) is bound back into a traversable mask laid over that directory, in the namespace
+    only: the host's modes are never changed.
+    """
+    kept: dict[Path, set[Path]] = {ROOT_HOME: set()}
+    for path in sorted(software()):
+        covered = ROOT_HOME if path.is_relative_to(ROOT_HOME) else closed_ancestor(path)
+        if covered is not None and path != covered:
+            kept.setdefault(covered, set()).add(path.relative_to(covered))
+    result = []
+    for index, (covered, paths) in enumerate(sorted(kept.items())):
+        mask = root_home if covered == ROOT_HOME else masks_dir / str(index)
+        mask.mkdir(parents=True, exist_ok=True)
+        # Private as on Ubuntu; traversable only where software must be reached through it.
+        mask.chmod(0o711 if paths else 0o700)
+        outermost = [p for p in sorted(paths) if not any(p != q and p.is_relative_to(q) for q in paths)]
+        result.append((mask, covered, [str(p) for p in outermost]))
+    return result
 
 
 class Namespace:
@@ -91,13 +124,11 @@ class Namespace:
         self.holder = holder
 
     @classmethod
-    async def open(cls, home: Path, root_home: Path, temp_disk: Path) -> Namespace:
-        keep = software_under_root()
-        # Root's home is private as on Ubuntu; traversable only when software must be reached through it.
-        root_home.chmod(0o711 if keep else 0o700)
+    async def open(cls, home: Path, root_home: Path, temp_disk: Path, masks_dir: Path) -> Namespace:
+        groups = [arg for mask, covered, kept in masks(root_home, masks_dir) for arg in (str(mask), str(covered), str(len(kept)), *kept)]
         holder = await asyncio.create_subprocess_exec(
             "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", HOLDER, "sh",
-            str(home), str(root_home), str(temp_disk), *keep,
+            str(home), str(temp_disk), *groups,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )  # fmt: skip
