@@ -1,10 +1,19 @@
-"""Two data scientists at once, in a real browser, on what `make demo` runs (issue #7).
+"""People on what `make demo` runs, in a real browser (issues #7 and #17).
 
-alice and bob each open the hub in Debian's chromium (Playwright, headless), sign in at the
-emulated Entra ID page, choose a profile on the options form, watch the progress page, land in
-JupyterLab on their own emulated compute instance, see their private ``userfiles`` share, run a
-Python cell and stop their server from the hub's home page. Then eve, outside the allowed groups,
-gets the hub's 403 page. Screenshots of every step: ``test-artifacts/browser/<user>/``.
+One demo and one Debian chromium (Playwright, headless) for the module; each path is a test of its
+own, with its own browser context (cookies):
+
+- alice and bob at once: sign in at the emulated Entra ID page, choose a profile, watch the progress,
+  land in JupyterLab on their own instance, see ``userfiles``, run a Python and a Spark cell, stop.
+- eve, outside the allowed groups: a readable 403 naming the groups, a reload without an OAuth-state
+  error, and "Sign in with another account" (``prompt=select_account``) to get in as bob.
+- alice's GPU profile without quota on a named server: the spawner's sentence on that server's form,
+  and its "recreate" naming that server's instance.
+- bob's back button and a second tab during a spawn: both on the running spawn's progress.
+- carol (an admin) in JupyterLab: File > Hub Control Panel back to the hub; a cell run moves her
+  server's Last Activity (``/hub/api/users``, the admin panel).
+
+Screenshots of every step: ``test-artifacts/browser/<user or path>/``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from support.browser import (
     DemoLauncher,
     Shots,
     enter_credentials,
+    poll_page,
     run_cell,
     sign_in,
 )
@@ -148,7 +158,7 @@ async def journey(browser: Browser, demo: DemoLauncher, user: str, profile: str,
         await stop.click()
         await expect(stop).to_be_hidden(timeout=SPAWN_TIMEOUT_MS)
         await expect(page.locator("#start")).to_have_text("Start My Server", timeout=SPAWN_TIMEOUT_MS)
-        await page.wait_for_function(SERVER_STOPPED, polling=500, timeout=SPAWN_TIMEOUT_MS)
+        await poll_page(page, SERVER_STOPPED, None, bool, SPAWN_TIMEOUT_MS, f"the hub API to show {user} without a server")
         await asyncio.to_thread(
             wait_for, lambda: demo.compute_states().get(compute) == "Stopped", SPAWN_TIMEOUT_MS / 1000, 0.5,
             f"{compute} to be Stopped in the emulated Azure ML",
@@ -427,10 +437,11 @@ async def test_last_activity_moves_after_a_cell_runs(carol_in_lab, demo: DemoLau
         ran_at = await page.evaluate("Date.now()")
         assert await run_cell(page, "sum(range(10))") == "45"
         await shots.take(page, "cell-ran")
-        await admin.wait_for_function(
-            f"async user => {{ const t = await ({LAST_ACTIVITY})(user); return t !== null && t >= {ran_at}; }}",
-            arg=carol, polling=1000, timeout=ACTIVITY_TIMEOUT_MS,
+        moved = await poll_page(
+            admin, LAST_ACTIVITY, carol, lambda t: t is not None and t >= ran_at, ACTIVITY_TIMEOUT_MS,
+            f"carol's last activity in /hub/api/users to pass {ran_at} (the cell's run; it was {before})",
         )
+        assert moved > before
         # The admin panel: carol's row shows her server's recent activity.
         await admin.goto(f"{demo.url}/hub/admin", timeout=HUB_TIMEOUT_MS)
         row = admin.locator("tr").filter(has=admin.get_by_text(carol, exact=True))

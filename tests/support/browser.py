@@ -11,10 +11,14 @@
   ``make demo`` runs, on free ports (a test may shorten the demo's intervals through its environment).
 - ``Shots``: numbered screenshots of each step in ``test-artifacts/browser/<user>/``.
 - ``sign_in`` / ``enter_credentials`` / ``run_cell``: steps a journey is made of.
+- ``poll_page``: wait, bounded, until an async function run in the page (such as a call to the hub's
+  API with the page's cookie) gives an accepted answer. (``page.wait_for_function`` does not await a
+  promise: an async predicate would pass at once.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,6 +27,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import requests
 from playwright.async_api import Page, Response, expect
@@ -150,6 +155,19 @@ class Shots:
         path = self.folder / f"{self.count:02d}-{re.sub(r'[^a-z0-9]+', '-', step.lower()).strip('-')}.png"
         await page.screenshot(path=str(path), full_page=True)
         return path
+
+
+async def poll_page(page: Page, function: str, arg: Any, accept: Callable[[Any], bool], timeout_ms: float, what: str) -> Any:
+    """Evaluate the (async) JavaScript ``function(arg)`` in ``page`` until ``accept(result)``; fail after ``timeout_ms``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_ms / 1000
+    while True:
+        result = await page.evaluate(function, arg)
+        if accept(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"Timed out after {timeout_ms / 1000:.0f}s waiting for {what}; last answer: {result!r}")
+        await asyncio.sleep(0.5)  # the polling interval
 
 
 # -- steps -------------------------------------------------------------------------------------------
