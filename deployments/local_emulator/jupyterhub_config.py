@@ -12,6 +12,8 @@ endpoints come from the environment, set by ``python -m aml_jupyterhub.emulator.
                           (default: JupyterHub's 8081 and 8001; the demo launcher picks free ones)
 - AML_USERSPACE_ACCOUNT_KEY  the emulated storage account's key (the hub's own credential for shares)
 - AML_DEMO_SPAWNER        "aml" (default) or "simple" (local processes)
+- AML_POLL_INTERVAL / AML_ACTIVITY_INTERVAL  seconds between compute lists / instance activity reports
+                          (default 5 / the spawner's 60; tests shorten them)
 
 Sign-in is the delegated Entra ID authenticator; each server is the user's own
 compute instance, with their private share mounted at ~/userfiles.
@@ -72,6 +74,8 @@ if os.environ.get("AML_DEMO_SPAWNER", "aml") == "aml":
     # internal port may change from one start to the next, and is written into each new instance.
     c.AMLSpawner.instance_hub_url = f"{hub_url}/hub/api"
     c.AMLSpawner.poll_interval_seconds = float(os.environ.get("AML_POLL_INTERVAL", "5"))
+    if os.environ.get("AML_ACTIVITY_INTERVAL"):
+        c.AMLSpawner.activity_interval_seconds = float(os.environ["AML_ACTIVITY_INTERVAL"])
     c.AMLSpawner.workspaces = {
         w.name: {
             "subscription_id": w.subscription_id,

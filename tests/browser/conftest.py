@@ -5,18 +5,21 @@ from __future__ import annotations
 import os
 
 import pytest
+from playwright.async_api import async_playwright
 
 from support.browser import ARTIFACTS, DemoLauncher, chromium_executable, trusting_home
 
 os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"  # Debian's chromium only; never a downloaded one
 
 _screenshot_folders: list[str] = []
+# Instances report their Jupyter activity every 2 s instead of every minute (the Last Activity path).
+DEMO_ENV = {"AML_ACTIVITY_INTERVAL": "2"}
 
 
-@pytest.fixture
-def demo(tmp_path):
-    """What ``make demo`` runs, with its own state in tmp_path and free ports."""
-    launcher = DemoLauncher(tmp_path / "demo")
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """What ``make demo`` runs, with its own state in a temporary folder and free ports; one per module."""
+    launcher = DemoLauncher(tmp_path_factory.mktemp("browser") / "demo", env=DEMO_ENV)
     launcher.workdir.mkdir()
     try:
         yield launcher.start()
@@ -24,13 +27,13 @@ def demo(tmp_path):
         launcher.stop()
 
 
-@pytest.fixture
-def chromium_launch_options(demo, tmp_path) -> dict:
+@pytest.fixture(scope="module")
+def chromium_launch_options(demo) -> dict:
     """``chromium.launch()`` arguments: Debian's binary, headless, trusting the emulator's CA.
 
     HTTPS errors are not ignored: chromium's own NSS database trusts the emulator's CA.
     """
-    home = trusting_home(demo.endpoints["ca_bundle"], tmp_path / "chromium-home")
+    home = trusting_home(demo.endpoints["ca_bundle"], demo.workdir.parent / "chromium-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLAYWRIGHT_BROWSERS")}
     return {
         "executable_path": chromium_executable(),
@@ -39,6 +42,17 @@ def chromium_launch_options(demo, tmp_path) -> dict:
         # Debian's wrapper adds its own flags; nothing here turns certificate checks off.
         "args": ["--no-first-run", "--no-default-browser-check"],
     }
+
+
+@pytest.fixture(scope="module")
+async def browser(chromium_launch_options):
+    """One chromium for the module; each journey opens its own context (its own cookies)."""
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(**chromium_launch_options)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
 
 
 @pytest.fixture

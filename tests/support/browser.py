@@ -8,13 +8,17 @@
   Chromium is launched with that HOME, so it validates the emulator's certificates as a browser
   would validate Azure's, instead of ignoring HTTPS errors.
 - ``DemoLauncher``: ``python -m aml_jupyterhub.emulator.demo`` in a subprocess, exactly what
-  ``make demo`` runs, on free ports.
+  ``make demo`` runs, on free ports (a test may shorten the demo's intervals through its environment).
 - ``Shots``: numbered screenshots of each step in ``test-artifacts/browser/<user>/``.
-- ``sign_in`` / ``run_cell``: steps a journey is made of.
+- ``sign_in`` / ``enter_credentials`` / ``run_cell``: steps a journey is made of.
+- ``poll_page``: wait, bounded, until an async function run in the page (such as a call to the hub's
+  API with the page's cookie) gives an accepted answer. (``page.wait_for_function`` does not await a
+  promise: an async predicate would pass at once.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,10 +27,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import requests
 from playwright.async_api import Page, Response, expect
 
+from aml_jupyterhub.emulator.client import EmulatorControl
 from support.hub import REPO, free_port, wait_for
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # never fetch a browser; we use Debian's
@@ -68,8 +74,9 @@ def trusting_home(ca_pem: str | Path, directory: Path) -> Path:
 class DemoLauncher:
     """``python -m aml_jupyterhub.emulator.demo --workdir DIR --hub-port N --any-ports`` (what ``make demo`` runs)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "demo.log"
@@ -77,7 +84,7 @@ class DemoLauncher:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90.0) -> DemoLauncher:
-        env = {k: v for k, v in os.environ.items() if k != "AZUREML_CURRENT_CLOUD"}
+        env = {**{k: v for k, v in os.environ.items() if k != "AZUREML_CURRENT_CLOUD"}, **self.env}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aml_jupyterhub.emulator.demo", "--workdir", str(self.workdir),
@@ -109,6 +116,10 @@ class DemoLauncher:
         """The launcher's terminal, then the hub's log."""
         paths = (self.log_path, self.workdir / "logs" / "hub.log")
         return "\n".join(p.read_text(errors="replace") for p in paths if p.exists())
+
+    def control(self) -> EmulatorControl:
+        """The emulator's control API (faults, timings), as the emulator tests use it."""
+        return EmulatorControl(self.endpoints["control"], self.endpoints["ca_bundle"])
 
     def compute_states(self) -> dict[str, str]:
         """Compute instance name -> state, as the emulated ARM reports it (the emulator's control API)."""
@@ -146,6 +157,19 @@ class Shots:
         return path
 
 
+async def poll_page(page: Page, function: str, arg: Any, accept: Callable[[Any], bool], timeout_ms: float, what: str) -> Any:
+    """Evaluate the (async) JavaScript ``function(arg)`` in ``page`` until ``accept(result)``; fail after ``timeout_ms``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_ms / 1000
+    while True:
+        result = await page.evaluate(function, arg)
+        if accept(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"Timed out after {timeout_ms / 1000:.0f}s waiting for {what}; last answer: {result!r}")
+        await asyncio.sleep(0.5)  # the polling interval
+
+
 # -- steps -------------------------------------------------------------------------------------------
 async def sign_in(page: Page, hub: str, username: str, password: str, shots: Shots) -> Response:
     """Open the hub, follow it to the emulated Entra ID page, and sign in there with the form.
@@ -159,6 +183,11 @@ async def sign_in(page: Page, hub: str, username: str, password: str, shots: Sho
     # The emulated Entra ID authorize page, over HTTPS the browser trusts.
     authorize = re.compile(r"^https://127\.0\.0\.1:\d+/[^/]+/oauth2/v2\.0/authorize")
     await expect(page).to_have_url(authorize, timeout=HUB_TIMEOUT_MS)
+    return await enter_credentials(page, username, password, shots)
+
+
+async def enter_credentials(page: Page, username: str, password: str, shots: Shots) -> Response:
+    """On the emulated Entra ID sign-in page: sign in with the form; returns the response to the hub's callback."""
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=HUB_TIMEOUT_MS)
     await page.get_by_label("Email or username").fill(username)
     await page.get_by_label("Password").fill(password)
