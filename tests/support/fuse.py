@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
+
+from support.hub import wait_for
 
 T = TypeVar("T")
 
@@ -34,11 +35,4 @@ requires_fuse = pytest.mark.skipif(bool(fuse_missing()), reason=f"real FUSE moun
 
 def eventually(probe: Callable[[], T], timeout: float, what: str) -> T:
     """``probe()`` until it returns something truthy, at most ``timeout`` seconds (mount caches settle)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.2)
+    return wait_for(probe, timeout, interval=0.2, message=what)
