@@ -51,6 +51,13 @@ class AzureUnavailable(ComputeError):
         super().__init__(f"Azure Machine Learning did not answer in time or failed ({detail}); please try again shortly.")
 
 
+class TimedOut(AzureUnavailable):
+    """No answer within the timeout: a write may still have been carried out (the spawner cleans up after it)."""
+
+    def __init__(self, detail: str = "TimeoutError") -> None:
+        super().__init__(detail)
+
+
 class ComputeFailed(ComputeError):
     def __init__(self, name: str, state: str, detail: str) -> None:
         super().__init__(
