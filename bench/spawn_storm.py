@@ -22,8 +22,9 @@ It prints one JSON object (times in seconds unless the key says ms). Per storm:
   (``--create-seconds`` + ``--setup-seconds`` for a new instance, every AML
   instance runs a startup script; ``--start-seconds`` for a reused one).
   Ready is the time JupyterHub logs "User ... took ... seconds to start"
-  (millisecond timestamps), so it does not depend on how often the benchmark
-  looks.
+  (millisecond timestamps); the benchmark follows the hub log and does not
+  poll the hub during a storm (listing 100s of users is itself costly for
+  JupyterHub: it blocked the hub's loop for seconds in a first version).
 - ``hub_api_latency_ms``: ``GET /hub/api/`` through the proxy, sampled in a loop.
 - ``hub_cpu_s_per_spawn`` and ``hub_loop_lag_ms``: measured **inside** the hub
   process by ``bench/hub_probe.py`` (CPU seconds of the hub process over the
@@ -92,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle-seconds", type=float, default=10.0, help="idle hub-latency sampling before the storm")
     p.add_argument("--steady-seconds", type=float, default=60.0, help="steady-state window with everyone running (aml)")
     p.add_argument("--spawn-timeout", type=float, default=900.0, help="give up on a spawn after this long")
-    p.add_argument("--ready-poll", type=float, default=1.0, help="how often the admin user list is read (to see the end)")
+    p.add_argument("--ready-poll", type=float, default=0.5, help="how often the hub log is read for started/failed spawns")
     p.add_argument("--unthrottled", action="store_true", help="raise the emulated ARM throttle far above Azure's")
     p.add_argument("--lro-retry-after", type=int, default=1, help="the emulator's Retry-After on operations (seconds)")
     args = p.parse_args(argv)
@@ -284,6 +285,7 @@ def server_states(hub: HubProcess) -> dict[str, str]:
 
 
 STARTED = re.compile(r"^\[I (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \S+ \S+\] User (\S+) took [\d.]+ seconds to start", re.M)
+FAILED = re.compile(r"(?:Unhandled error starting |Error starting |Not starting )?(\S+?)'s server(?: failed to start|[^:\n]*: )(.*)")
 
 
 def ready_times(hub_log: str) -> dict[str, float]:
@@ -291,15 +293,42 @@ def ready_times(hub_log: str) -> dict[str, float]:
     return {user: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp() for stamp, user in STARTED.findall(hub_log)}
 
 
+def failed_starts(hub_log: str) -> dict[str, str]:
+    """username -> why, for every spawn the hub logged as failed."""
+    found = {}
+    for line in hub_log.splitlines():
+        if "starting" in line and "'s server" in line or "failed to start in" in line:
+            m = FAILED.search(line)
+            if m:
+                found[m.group(1)] = m.group(2).strip() or "failed to start"
+    return found
+
+
+class LogTail:
+    """What a growing log file gained since the last read (cheap: the hub is not asked anything)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, path.stat().st_size if path.exists() else 0
+
+    def read(self) -> str:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        cut = data.rfind(b"\n") + 1  # whole lines only
+        self.offset += cut
+        return data[:cut].decode(errors="replace")
+
+
 # -- one storm ----------------------------------------------------------------------------------
 def storm(hub: HubProcess, users: list[str], args: argparse.Namespace) -> tuple[dict[str, float], dict, float, float]:
-    """POST every user's server at once and watch until each is ready or failed.
+    """POST every user's server at once and follow the hub log until each has started or failed.
 
     Returns ({user: seconds from POST to started}, {user: failure}, storm start, storm end) (monotonic).
+    The hub is not polled while the storm runs, so watching costs it nothing.
     """
     posted: dict[str, float] = {}  # wall clock, to compare with the hub log's
     failures: dict[str, str] = {}
-    log_offset = len(hub.logs())
+    tail = LogTail(hub.log_path)
 
     def post(username: str) -> None:
         posted[username] = time.time()
@@ -310,30 +339,27 @@ def storm(hub: HubProcess, users: list[str], args: argparse.Namespace) -> tuple[
     start = time.monotonic()
     poster = threading.Thread(target=run_all, args=(post, users, args.concurrency), daemon=True)
     poster.start()
-    ready: set[str] = set()
-    while len(ready) + len(failures) < len(users) and time.monotonic() - start < args.spawn_timeout:
+    started: dict[str, float] = {}
+    wanted = set(users)
+    while len(wanted & (set(started) | set(failures))) < len(users) and time.monotonic() - start < args.spawn_timeout:
         time.sleep(args.ready_poll)
-        for username, state in server_states(hub).items():
-            if username not in posted or username in ready or username in failures:
-                continue
-            if state == "ready":
-                ready.add(username)
-            elif state == "none" and not poster.is_alive():  # accepted, then gone: the spawn failed
-                failures[username] = "server vanished before it was ready (spawn failed; see hub.log)"
+        text = tail.read()
+        started.update({u: t for u, t in ready_times(text).items() if u in wanted})
+        for user, why in failed_starts(text).items():
+            if user in wanted and user not in started:
+                failures.setdefault(user, why)
     end = time.monotonic()
-    for username in users:
-        if username not in ready and username not in failures:
-            failures[username] = f"not ready after {args.spawn_timeout}s"
     poster.join(timeout=60)
-    logged = ready_times(hub.logs()[log_offset:])
-    return {u: logged[u] - posted[u] for u in ready if u in logged}, failures, start, end
+    states = server_states(hub)  # once, at the end: the hub's own word on who is ready
+    for username in users:
+        if username not in failures and (username not in started or states.get(username) != "ready"):
+            failures[username] = f"not ready after {args.spawn_timeout}s" if username not in started else "started, then gone"
+    return {u: t - posted[u] for u, t in started.items() if u not in failures}, failures, start, end
 
 
-def explain(failures: dict[str, str], hub_log: str) -> dict:
-    """Failures counted by reason; "vanished" is replaced by the hub's own reason from its log."""
-    logged = dict(re.findall(r"Unhandled error starting (\S+?)'s server: (.*)", hub_log))
-    reasons = [logged.get(u, why) if "vanished" in why else why for u, why in failures.items()]
-    return {"count": len(failures), "by_reason": dict(Counter(reasons))}
+def explain(failures: dict[str, str]) -> dict:
+    """Failures counted by reason (the hub's own, from its log)."""
+    return {"count": len(failures), "by_reason": dict(Counter(failures.values()))}
 
 
 def stop_all(hub: HubProcess, users: list[str], args: argparse.Namespace) -> dict:
@@ -346,7 +372,7 @@ def stop_all(hub: HubProcess, users: list[str], args: argparse.Namespace) -> dic
 
     _, failures = run_all(stop, users, args.concurrency)
     try:
-        wait_for(lambda: all(server_states(hub).get(u) == "none" for u in users), args.spawn_timeout, 1.0, "all stopped")
+        wait_for(lambda: all(server_states(hub).get(u) == "none" for u in users), args.spawn_timeout, 2.0, "all stopped")
     except TimeoutError as e:
         failures["*"] = str(e)
     return failures
@@ -390,7 +416,7 @@ def storm_report(hub: Hub, control: EmulatorControl, emulator: EmulatorProcess, 
         "arm_requests_per_spawn": round(arm["total"] / spawns, 2),
         "arm_throttled_429": arm["throttled_429"],
         "arm_by_route": arm["by_route"],
-        "failures": explain(failures, hub.process.logs()),
+        "failures": explain(failures),
     }
 
 
