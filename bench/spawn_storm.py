@@ -50,6 +50,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spawn-timeout", type=float, default=900.0, help="give up on a spawn after this long")
     p.add_argument("--ready-poll", type=float, default=0.5, help="how often the hub log is read for started/failed spawns")
     p.add_argument("--unthrottled", action="store_true", help="raise the emulated ARM throttle far above Azure's")
+    p.add_argument("--db-dir", default="/dev/shm" if Path("/dev/shm").is_dir() else "",
+                   help="directory of the hubs' sqlite databases (default /dev/shm: JupyterHub commits on its event "
+                        "loop, so on a shared disk fsync stalls dominate every figure); empty: the hub's work directory")
     p.add_argument("--lro-retry-after", type=int, default=1, help="the emulator's Retry-After on operations (seconds)")
     args = p.parse_args(argv)
     args.concurrency = args.concurrency or min(args.users, 200)
@@ -219,6 +223,11 @@ class Hub:
         c.Spawner.start_timeout = {int(args.spawn_timeout)}
         c.AMLSpawner.fast_poll_interval_seconds = {args.fast_poll_interval}
         """
+        self.db_dir = Path(tempfile.mkdtemp(prefix=f"spawn-storm-{spawner}-db-", dir=args.db_dir)) if args.db_dir else None
+        if self.db_dir:
+            extra += f"""
+        c.JupyterHub.db_url = "sqlite:///{self.db_dir / 'jupyterhub.sqlite'}"
+        """
         if spawner == "null":
             extra += f"""
         c.JupyterHub.spawner_class = "null_spawner.NullSpawner"
@@ -241,6 +250,8 @@ class Hub:
     def stop(self) -> None:
         self.sampler.done.set()
         self.process.stop()
+        if self.db_dir:
+            shutil.rmtree(self.db_dir, ignore_errors=True)
 
 
 def sign_in_all(hub: HubProcess, users: list[str], ca_bundle: str, workers: int) -> tuple[list[float], dict]:
@@ -535,7 +546,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {
         "command": "bench/spawn_storm.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "users": args.users, "concurrency": args.concurrency, "poll_interval_s": args.poll_interval,
-        "fast_poll_interval_s": args.fast_poll_interval, "timings_s": timings, "throttle": control.settings()["throttle"],
+        "fast_poll_interval_s": args.fast_poll_interval, "hub_db_dir": args.db_dir or "(work directory)", "timings_s": timings, "throttle": control.settings()["throttle"],
         "cpus": os.cpu_count(), "workdir": str(workdir),
     }
     try:
