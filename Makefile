@@ -40,8 +40,9 @@ system-deps:
 docs: $(VENV)/.installed
 	$(BIN)/python -m aml_jupyterhub._config_reference
 
+## bench: every benchmark script in bench/ (the modules without a __main__ block are their helpers)
 bench: setup
-	@ls bench/*.py | xargs -n1 $(BIN)/python
+	@grep -l '^if __name__ == "__main__":' bench/*.py | xargs -n1 $(BIN)/python
 
 duplicates:
 	duplicates aml_jupyterhub tests

@@ -1,25 +1,25 @@
-"""Every Azure ML call the spawner makes, off the event loop and with timeouts.
+"""Every Azure ML call the spawner makes: async, on the event loop, with timeouts.
 
-- Reads (get one compute, list a workspace) use an async azure-core pipeline
-  on the raw REST shape: no thread, azure-core's retry policy (Retry-After
-  honoured), and the full error text Azure puts on a failed instance.
-- Writes (create, start, stop, delete) use azure-ai-ml's ``MLClient`` — sync
-  only — in a bounded, shared thread pool. Each ``begin_*`` returns once Azure
-  accepted the request; the shared poller (``reflector.py``) watches progress.
+One async azure-core pipeline per identity (the user's delegated ARM
+credential) carries reads and writes alike: no thread, no SDK poller,
+azure-core's retry policy (429 and 5xx retried, ``Retry-After`` honoured) and
+a timeout around each call.
+
+Writes (create, start, stop, delete) return once Azure accepted them. Their
+long-running operation is *not* polled: the shared reflector (``reflector.py``)
+lists the workspace and sees the instance change. The body of a create is
+built by ``specs.compute_instance_body`` from azure-ai-ml's own entities.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 from azure.core import AsyncPipelineClient
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.pipeline import policies
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
@@ -30,8 +30,8 @@ from .profiles import Workspace
 from .snapshots import ComputeSnapshot
 
 API_VERSION = "2023-08-01-preview"
+ARM_SCOPE = "https://management.azure.com/.default"
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,12 @@ class ArmEndpoint:
     ca_bundle: str | None = None
     timeout: float = 60.0
 
-    @property
-    def cloud_name(self) -> str:
-        """A unique cloud name per endpoint: azure-ai-ml registers a cloud name once per process."""
-        return "AmlJupyterHub" + hashlib.sha256(self.url.encode()).hexdigest()[:10]
+
+class NameTaken(errors.BadRequest):
+    """A create was refused with 409: a compute of that name exists (the caller decides what that means)."""
+
+    def __init__(self) -> None:
+        super().__init__("A compute instance with this name already exists")
 
 
 def translate(status: int | None, code: str, message: str) -> errors.ComputeError:
@@ -75,11 +77,15 @@ def translate_exception(exc: BaseException) -> errors.ComputeError:
     if isinstance(exc, HttpResponseError):
         error = getattr(exc, "error", None)
         return translate(exc.status_code, getattr(error, "code", "") or "", getattr(error, "message", "") or exc.reason or "")
-    return errors.AzureUnavailable(type(exc).__name__)  # network errors, timeouts, anything unexpected
+    if isinstance(exc, asyncio.TimeoutError):
+        return errors.TimedOut()
+    return errors.AzureUnavailable(type(exc).__name__)  # network errors, anything unexpected
 
 
-class ComputeReader:
-    """Async reads of one workspace's computes as one identity (an AsyncTokenCredential)."""
+class ComputeClient:
+    """One workspace's computes as one identity (an AsyncTokenCredential): reads and writes."""
+
+    _locations: ClassVar[dict[str, str]] = {}  # workspace ARM id -> region, read once per hub
 
     def __init__(self, endpoint: ArmEndpoint, workspace: Workspace, credential: Any) -> None:
         self.endpoint = endpoint
@@ -90,29 +96,40 @@ class ComputeReader:
                 policies.HeadersPolicy(),
                 policies.UserAgentPolicy("aml-jupyterhub"),
                 policies.AsyncRetryPolicy(retry_total=3, retry_backoff_factor=0.5, retry_backoff_max=30),
-                policies.AsyncBearerTokenCredentialPolicy(credential, "https://management.azure.com/.default"),
+                policies.AsyncBearerTokenCredentialPolicy(credential, ARM_SCOPE),
             ],
             transport=AioHttpTransport(connection_verify=endpoint.ca_bundle or True),
         )
 
-    async def _get_json(self, url: str, params: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    async def _call(
+        self, method: str, url: str, params: dict[str, str] | None = None, body: Any = None, answers: tuple[int, ...] = (404,)
+    ) -> tuple[int, dict[str, Any]]:
+        """One ARM request (with the pipeline's retries) within the timeout; statuses in ``answers`` are
+        returned, other errors raise."""
         if url.startswith("/"):
             url = self.endpoint.url.rstrip("/") + url
-        request = HttpRequest("GET", url, params=params)
+        request = HttpRequest(method, url, params=params, **({"json": body} if body is not None else {}))
         try:
-            response = await asyncio.wait_for(self._client.send_request(request), self.endpoint.timeout)
-            await response.read()
+            response = await asyncio.wait_for(self._client.send_request(request), self.endpoint.timeout)  # body read in
         except Exception as e:  # noqa: BLE001 - every failure becomes a typed, user-readable error
-            log.warning("ARM GET %s failed: %s: %s", url.split("?")[0], type(e).__name__, e)
+            log.warning("ARM %s %s failed: %s: %s", method, url.split("?")[0], type(e).__name__, e)
             raise translate_exception(e) from None
-        body = response.json() if response.content else {}
-        if response.status_code >= 400 and response.status_code != 404:
-            err = body.get("error", {}) if isinstance(body, dict) else {}
+        try:
+            answer = response.json() if response.content else {}
+        except ValueError:
+            answer = {}
+        answer = answer if isinstance(answer, dict) else {}
+        if response.status_code >= 400 and response.status_code not in answers:
+            err = answer.get("error") or {}
             raise translate(response.status_code, err.get("code", ""), err.get("message", ""))
-        return response.status_code, body
+        return response.status_code, answer
 
+    def _compute_url(self, name: str, action: str = "") -> str:
+        return f"{self.workspace.arm_id}/computes/{name}" + (f"/{action}" if action else "")
+
+    # -- reads -----------------------------------------------------------------------------
     async def get(self, name: str) -> ComputeSnapshot | None:
-        status, body = await self._get_json(f"{self.workspace.arm_id}/computes/{name}", {"api-version": API_VERSION})
+        status, body = await self._call("GET", self._compute_url(name), {"api-version": API_VERSION})
         return None if status == 404 else ComputeSnapshot.from_rest(body)
 
     async def list(self) -> list[ComputeSnapshot]:
@@ -121,7 +138,7 @@ class ComputeReader:
         url: str | None = f"{self.workspace.arm_id}/computes"
         params: dict[str, str] | None = {"api-version": API_VERSION}
         while url:
-            status, body = await self._get_json(url, params)
+            status, body = await self._call("GET", url, params)
             if status == 404:
                 raise errors.BadRequest(f"Workspace {self.workspace.workspace_name} was not found")
             snapshots += [
@@ -132,61 +149,41 @@ class ComputeReader:
             url, params = body.get("nextLink"), None
         return snapshots
 
+    async def location(self) -> str:
+        """The workspace's region: from the configuration, else read from ARM once per hub process."""
+        if self.workspace.location:
+            return self.workspace.location
+        key = self.workspace.arm_id.lower()
+        if key not in self._locations:
+            status, body = await self._call("GET", self.workspace.arm_id, {"api-version": API_VERSION})
+            if status == 404 or not body.get("location"):
+                raise errors.BadRequest(f"Workspace {self.workspace.workspace_name} was not found")
+            self._locations[key] = body["location"]
+        return self._locations[key]
+
+    # -- writes: one request each; the reflector watches what follows ---------------------------
+    async def create(self, name: str, body: dict[str, Any]) -> ComputeSnapshot | None:
+        """PUT the compute; Azure's answer (the resource, state Creating) when it sent one."""
+        status, answer = await self._call("PUT", self._compute_url(name), {"api-version": API_VERSION}, body, (404, 409))
+        if status == 409:
+            raise NameTaken()
+        if status == 404:
+            raise errors.BadRequest(f"Workspace {self.workspace.workspace_name} was not found")
+        return ComputeSnapshot.from_rest(answer) if answer.get("name") else None
+
+    async def start(self, name: str) -> None:
+        await self._action(name, "start")
+
+    async def stop(self, name: str) -> None:
+        await self._action(name, "stop")
+
+    async def delete(self, name: str) -> None:
+        await self._call("DELETE", self._compute_url(name), {"api-version": API_VERSION, "underlyingResourceAction": "Delete"})
+
+    async def _action(self, name: str, action: str) -> None:
+        status, _ = await self._call("POST", self._compute_url(name, action), {"api-version": API_VERSION})
+        if status == 404:
+            raise errors.ComputeFailed(name, "gone", "it was deleted")
+
     async def close(self) -> None:
         await self._client.close()
-
-
-class ComputeWriter:
-    """azure-ai-ml writes for one workspace as one identity (a sync TokenCredential), in a thread pool."""
-
-    def __init__(self, endpoint: ArmEndpoint, workspace: Workspace, credential: Any, executor: ThreadPoolExecutor) -> None:
-        self.endpoint = endpoint
-        self.workspace = workspace
-        self.credential = credential
-        self.executor = executor
-        self._ml_client: Any = None
-
-    def _client(self) -> Any:
-        if self._ml_client is None:
-            from azure.ai.ml import MLClient  # ~1.5 s import: only ever in a worker thread
-
-            self._ml_client = MLClient(
-                self.credential,
-                subscription_id=self.workspace.subscription_id,
-                resource_group_name=self.workspace.resource_group,
-                workspace_name=self.workspace.workspace_name,
-                cloud=self.endpoint.cloud_name,
-                cloud_metadata={
-                    "resource_manager": self.endpoint.url.rstrip("/") + "/",
-                    "active_directory": "https://login.microsoftonline.com",
-                    "azure_portal": "https://portal.azure.com",
-                    "aml_resource_id": "https://ml.azure.com",
-                    "storage_endpoint": "core.windows.net",
-                    "registry_discovery_endpoint": "https://eastus.api.azureml.ms",
-                },
-                connection_verify=self.endpoint.ca_bundle or True,
-                enable_telemetry=False,
-            )
-        return self._ml_client
-
-    async def _run(self, fn: Callable[[Any], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, lambda: fn(self._client()))
-        try:
-            return await asyncio.wait_for(future, self.endpoint.timeout)
-        except Exception as e:  # noqa: BLE001
-            if isinstance(e, ResourceExistsError):
-                raise errors.BadRequest("A compute instance with this name already exists") from None
-            raise translate_exception(e) from None
-
-    async def begin_create(self, spec: Any) -> None:
-        await self._run(lambda c: c.compute.begin_create_or_update(spec))
-
-    async def begin_start(self, name: str) -> None:
-        await self._run(lambda c: c.compute.begin_start(name))
-
-    async def begin_stop(self, name: str) -> None:
-        await self._run(lambda c: c.compute.begin_stop(name))
-
-    async def begin_delete(self, name: str) -> None:
-        await self._run(lambda c: c.compute.begin_delete(name))

@@ -64,6 +64,13 @@ class EntraUnavailable(ComputeError):
         )
 
 
+class TimedOut(AzureUnavailable):
+    """No answer within the timeout: a write may still have been carried out (the spawner cleans up after it)."""
+
+    def __init__(self, detail: str = "TimeoutError") -> None:
+        super().__init__(detail)
+
+
 class ComputeFailed(ComputeError):
     status, label = 502, "instance-failed"
 

@@ -2,7 +2,10 @@
 
 ``poll()`` and the waits in ``start()``/``stop()`` read this cache instead of
 calling Azure, so ARM reads per minute depend on the number of workspaces,
-not the number of users. Throttling (429) and outages back off exponentially.
+not the number of users. While anyone waits on the workspace (a spawn, a
+stop, a clean-up) it lists every ``fast_interval`` seconds, so a change is
+seen within about that long; otherwise every ``interval``. One list serves
+every waiter. Throttling (429) and outages back off exponentially.
 
 Which identity lists? By default the delegated ARM credential of a user who
 has a server in that workspace (the most recently registered one that still
@@ -19,7 +22,7 @@ from collections import OrderedDict
 from typing import Any, Callable, ClassVar
 
 from . import errors
-from .azure_calls import ArmEndpoint, ComputeReader
+from .azure_calls import ArmEndpoint, ComputeClient
 from .profiles import Workspace
 from .snapshots import ComputeSnapshot
 
@@ -29,26 +32,36 @@ log = logging.getLogger(__name__)
 class WorkspaceReflector:
     _instances: ClassVar[dict[tuple[str, str], WorkspaceReflector]] = {}
 
-    def __init__(self, endpoint: ArmEndpoint, workspace: Workspace, interval: float, max_backoff: float = 300.0) -> None:
+    def __init__(
+        self, endpoint: ArmEndpoint, workspace: Workspace, interval: float, fast_interval: float | None = None,
+        max_backoff: float = 300.0,
+    ) -> None:
         self.endpoint = endpoint
         self.workspace = workspace
         self.interval = interval
+        self.fast_interval = min(interval, fast_interval if fast_interval is not None else interval)
         self.max_backoff = max_backoff
+        self.waiters = 0  # coroutines waiting for a change right now
+        self._poked = False
+        self._last_list = float("-inf")  # monotonic time the last list began
+        self._backoff = 0.0  # after failures: seconds from the last list to the next
         self.snapshots: dict[str, ComputeSnapshot] = {}
         self.synced_at = 0.0
         self.lists = 0  # successful lists, for metrics and tests
         self.failures = 0
-        self._readers: OrderedDict[str, ComputeReader] = OrderedDict()
+        self._readers: OrderedDict[str, ComputeClient] = OrderedDict()
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def for_workspace(cls, endpoint: ArmEndpoint, workspace: Workspace, interval: float) -> WorkspaceReflector:
+    def for_workspace(
+        cls, endpoint: ArmEndpoint, workspace: Workspace, interval: float, fast_interval: float | None = None
+    ) -> WorkspaceReflector:
         """The hub-wide reflector of ``workspace`` (created and started on first use)."""
         key = (endpoint.url, workspace.arm_id.lower())
         if key not in cls._instances:
-            cls._instances[key] = cls(endpoint, workspace, interval)
+            cls._instances[key] = cls(endpoint, workspace, interval, fast_interval)
         reflector = cls._instances[key]
         reflector.start()
         return reflector
@@ -64,12 +77,12 @@ class WorkspaceReflector:
         cls._instances.clear()
 
     # -- who lists -------------------------------------------------------------
-    def register(self, key: str, credential: Any) -> ComputeReader:
+    def register(self, key: str, credential: Any) -> ComputeClient:
         """Offer an identity to list with (newest first); idempotent. Returns its reader, for direct reads."""
         if key in self._readers:
             self._readers.move_to_end(key)
         else:
-            self._readers[key] = ComputeReader(self.endpoint, self.workspace, credential)
+            self._readers[key] = ComputeClient(self.endpoint, self.workspace, credential)
             if len(self._readers) == 1:
                 self._wake.set()  # the loop was idle with nobody to list as
         return self._readers[key]
@@ -93,23 +106,38 @@ class WorkspaceReflector:
 
     def poke(self) -> None:
         """Ask for a list soon (after a write); coalesced, so many pokes cost one list."""
+        self._poked = True
         self._wake.set()
 
+    def _next_list_in(self) -> float:
+        """Seconds until the next list is due: never closer than ``fast_interval`` to the last one."""
+        if self._backoff:
+            gap = self._backoff
+        elif self._poked or self.waiters:
+            gap = self.fast_interval
+        else:
+            gap = self.interval
+        return self._last_list + gap - time.monotonic()
+
     async def _run(self) -> None:
-        delay = 0.0
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay or None)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
             if not self._readers:
-                delay = 0.0  # sleep until someone registers
+                await self._wake.wait()  # sleep until someone registers
                 continue
-            delay = await self._list_once()
+            delay = self._next_list_in()
+            if delay > 0:
+                try:  # a poke or a new waiter wakes us to recompute the delay
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            self._poked = False
+            self._last_list = time.monotonic()
+            self._backoff = await self._list_once()
 
     async def _list_once(self) -> float:
-        """List with the newest working identity; returns how long to wait before the next list."""
+        """List with the newest working identity; returns a back-off after a failure, else 0."""
         while self._readers:
             key, reader = next(reversed(self._readers.items()))
             try:
@@ -120,12 +148,13 @@ class WorkspaceReflector:
                 continue
             except errors.ComputeError as e:
                 self.failures += 1
-                backoff = min(self.max_backoff, self.interval * 2 ** min(self.failures, 8))
+                base = self.fast_interval if self.waiters else self.interval
+                backoff = min(self.max_backoff, base * 2 ** min(self.failures, 8))
                 log.warning("Listing computes of %s failed (%s); next try in %.0fs", self.workspace.key, e, backoff)
                 return backoff
             self.failures = 0
             await self._publish({s.name: s for s in snapshots})
-            return self.interval
+            return 0.0
         return 0.0
 
     async def _publish(self, snapshots: dict[str, ComputeSnapshot]) -> None:
@@ -160,6 +189,15 @@ class WorkspaceReflector:
         return self.snapshots.get(name)
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+        """Wait until ``condition()`` holds after a list or an update; lists run fast meanwhile."""
+        if condition():
+            return True
+        self.waiters += 1
+        if self.waiters == 1:
+            self._wake.set()  # the loop may be sleeping for the slow interval
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+        finally:
+            self.waiters -= 1
         return True

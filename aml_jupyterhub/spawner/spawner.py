@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import jinja2
 from jupyterhub import orm
@@ -19,7 +19,6 @@ from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Bool, Callable, Dict, Float, Integer, List, Unicode, Union, default
 
-from ..auth.broker import ThreadCredential
 from ..auth.instance_tokens import revoke_instance_tokens
 from ..userspace import (
     UserSpace,
@@ -32,8 +31,8 @@ from ..userspace import (
     share_access,
     share_name,
 )
-from . import errors
-from .azure_calls import ArmEndpoint, ComputeWriter
+from . import cleanup, errors
+from .azure_calls import ArmEndpoint, ComputeClient, NameTaken
 from .connection import Redirector
 from .culler import IdleCuller
 from .identity import InstanceRecord, replaced, token_mismatch
@@ -43,7 +42,7 @@ from .reconcile import Reconciler
 from .reflector import WorkspaceReflector
 from .slugs import compute_instance_name
 from .snapshots import ComputeSnapshot
-from .specs import TAG_SERVER, Owner, compute_instance_spec, owned_by, ownership_tags
+from .specs import TAG_CREATE, TAG_SERVER, Owner, compute_instance_body, compute_instance_spec, owned_by, ownership_tags
 from .startup import InlineScript, startup_script
 from .states import Phase
 
@@ -115,7 +114,20 @@ class AMLSpawner(Spawner):
         help="async callable(spawner) -> Owner(username, oid, tenant_id): whom the instance is assigned to.",
     )
     poll_interval_seconds = Float(15.0, config=True, help="How often each workspace's computes are listed (shared by all users).")
+    fast_poll_interval_seconds = Float(
+        1.0,
+        config=True,
+        help="""How often a workspace's computes are listed while any spawn, stop or clean-up in it waits for a
+        change (one list serves every waiter); then back to poll_interval_seconds. See docs/performance.md for
+        the ARM read arithmetic against Azure's throttling limits.""",
+    )
     azure_timeout_seconds = Float(60.0, config=True, help="Timeout of each Azure call.")
+    cleanup_window_seconds = Float(
+        60.0,
+        config=True,
+        help="""After a create, start or stop whose answer timed out, how long the spawner watches for what the
+        request may still have done (an instance it created is deleted; a started one is stopped).""",
+    )
     stop_wait_seconds = Float(300.0, config=True, help="How long stop() waits for Stopped before returning anyway.")
     patience_seconds = Float(60.0, config=True, help="After this long without a state change, tell the user it is still on its way.")
     form_wait_seconds = Float(
@@ -124,7 +136,6 @@ class AMLSpawner(Spawner):
     cost_currency = Unicode(
         "USD", config=True, help="Currency of the profiles' `cost_per_hour`, shown beside it on the options form."
     )
-    sdk_threads = Integer(16, config=True, help="Worker threads shared by all azure-ai-ml calls of the hub.")
     redirect_port = Integer(0, config=True, help="Port of the hub-wide redirect server on 127.0.0.1 (0: any free port).")
     instance_hub_url = Unicode(
         "",
@@ -203,8 +214,6 @@ class AMLSpawner(Spawner):
     def _options_form_default(self):
         return AMLSpawner._render_options_form
 
-    _executor: ClassVar[ThreadPoolExecutor | None] = None
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.compute_name: str | None = None
@@ -239,6 +248,7 @@ class AMLSpawner(Spawner):
         self.vm_size, self.idle_minutes = choice.profile.vm_size, choice.profile.idle_shutdown_minutes
         self.compute_id = f"{workspace.arm_id}/computes/{self.compute_name}"
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
+        cleanup.cancel(self._cleanup_key(workspace))  # this start takes over whatever an earlier attempt left
         self._spark_config(choice.profile)  # invalid Spark settings fail here, not in the instance's startup
         await self._prepare_user_space(owner)  # before touching the instance: a storage outage changes nothing
         reflector = self._reflector(workspace)
@@ -259,12 +269,16 @@ class AMLSpawner(Spawner):
         reflector = self._reflector(workspace)
         Redirector.shared().remove(self.server.base_url if self.server else "")
         current = await self._read(workspace)
-        if current is not None and current.state in ("Running", "JobRunning"):
-            await self._writer(workspace).begin_stop(self.compute_name)
+        if current is not None and current.state in cleanup.RUNNING:
+            try:
+                await self._client(workspace).stop(self.compute_name)
+            except errors.TimedOut:
+                self._stop_when_running(workspace, "stop timed out")
+                return
             reflector.poke()
-        elif current is not None and current.state in _STARTING:
+        elif current is not None and current.state in cleanup.STARTING:
             # Cancelled or timed out mid-start: Azure only stops a Running instance, so stop it once it is.
-            self._stop_once_running(workspace, reflector, self._writer(workspace), self.compute_name)
+            self._stop_when_running(workspace, "start was cancelled")
             return
         if not now:
             try:
@@ -287,7 +301,7 @@ class AMLSpawner(Spawner):
         if why:
             self.log.warning("[%s] %s: %s; ending the server", self._log_name, self.compute_name, why)
             return 1
-        if snapshot.phase is Phase.RUNNING or snapshot.state in _STARTING:
+        if snapshot.phase is Phase.RUNNING or snapshot.state in cleanup.STARTING:
             await self._keep_policy()
             return None
         return 1 if snapshot.phase is Phase.FAILED else 0
@@ -310,20 +324,16 @@ class AMLSpawner(Spawner):
             self._events_changed.clear()
             await self._events_changed.wait()
 
-    def _stop_once_running(self, workspace: Workspace, reflector: WorkspaceReflector, writer: ComputeWriter, name: str) -> None:
-        async def stop_later() -> None:
-            try:
-                snapshot = await reflector.wait_for(name, lambda s: s is None or s.state not in _STARTING, self.start_timeout)
-                if snapshot is not None and snapshot.state in ("Running", "JobRunning"):
-                    await writer.begin_stop(name)
-                    reflector.poke()
-                    self.log.info("Stopped %s, whose start was cancelled", name)
-            except Exception as e:  # noqa: BLE001 - the reconciler is the safety net
-                self.log.warning("Could not stop %s after a cancelled start (%s); the reconciler will", name, e)
+    def _cleanup_key(self, workspace: Workspace) -> tuple[str, str]:
+        return (workspace.arm_id.lower(), self.compute_name or "")
 
-        task = asyncio.get_running_loop().create_task(stop_later())
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
+    def _stop_when_running(self, workspace: Workspace, what: str) -> None:
+        """In the background: stop this server's instance once it is Running (see cleanup.py)."""
+        assert self.compute_name is not None
+        job = cleanup.stop_when_running(
+            self._client(workspace), self._reflector(workspace), self.compute_name, self.cleanup_window_seconds, self.start_timeout
+        )
+        cleanup.in_background(self._cleanup_key(workspace), job, what, self.log)
 
     # -- state that survives the hub ------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -444,11 +454,12 @@ class AMLSpawner(Spawner):
     async def _carry_out(
         self, step: Step, workspace: Workspace, profile: Profile, owner: Owner, reflector: WorkspaceReflector
     ) -> bool:
-        """Do ``step``; True when it created a new instance."""
-        writer, name = self._writer(workspace), self.compute_name
+        """One ARM write for the step (two for a recreate); True when it created a new instance. The
+        reflector then watches the instance."""
+        client, name = self._client(workspace), self.compute_name
         assert name is not None
         if step is Step.RECREATE:
-            await writer.begin_delete(name)
+            await client.delete(name)
             step = Step.CREATE_WHEN_GONE
         if step is Step.CREATE_WHEN_GONE:
             reflector.poke()
@@ -459,16 +470,40 @@ class AMLSpawner(Spawner):
             await reflector.wait_for(name, lambda s: s is None or s.state == "Stopped", self.start_timeout)
             step = Step.START
         if step is Step.CREATE:
-            tags = ownership_tags(self.hub_id, owner, self.name, profile)
-            script = InlineScript(
-                startup_script(self._instance_hub_url(), self._hub_audience(), self.instance_setup_command, self.instance_python)
-            )
-            await writer.begin_create(compute_instance_spec(name, profile, owner, tags, script))
+            await self._create(client, workspace, profile, owner, reflector)
         elif step is Step.START:
-            await writer.begin_start(name)
-        await self._read(workspace)  # see the new state now, not at the next list
+            try:
+                await client.start(name)
+            except errors.TimedOut:
+                self._stop_when_running(workspace, "start timed out")
+                raise
         reflector.poke()
         return step is Step.CREATE
+
+    async def _create(
+        self, client: ComputeClient, workspace: Workspace, profile: Profile, owner: Owner, reflector: WorkspaceReflector
+    ) -> None:
+        name = self.compute_name
+        assert name is not None
+        create_id = uuid.uuid4().hex  # tags what this request makes, so a timed-out create can be cleaned up
+        tags = {**ownership_tags(self.hub_id, owner, self.name, profile), TAG_CREATE: create_id}
+        script = InlineScript(
+            startup_script(self._instance_hub_url(), self._hub_audience(), self.instance_setup_command, self.instance_python)
+        )
+        body = compute_instance_body(compute_instance_spec(name, profile, owner, tags, script), await client.location())
+        try:
+            created = await client.create(name, body)
+        except errors.TimedOut:
+            job = cleanup.delete_if_created(client, reflector, name, create_id, self.cleanup_window_seconds)
+            cleanup.in_background(self._cleanup_key(workspace), job, "create timed out", self.log)
+            raise
+        except NameTaken:
+            # Made meanwhile (e.g. a retried PUT whose first try got through): this server's only if plan_start says so.
+            if plan_start(await self._read(workspace), owner, recreate=False) is not Step.WAIT:
+                raise
+            return
+        if created is not None:
+            await reflector.update(created, name)
 
     async def _wait_until_running(self, reflector: WorkspaceReflector) -> ComputeSnapshot:
         name = self.compute_name
@@ -602,21 +637,18 @@ class AMLSpawner(Spawner):
         """A direct GET as the user (fresher than the last list), recorded in the shared cache."""
         assert self.compute_name is not None
         reflector = self._reflector(workspace)
-        snapshot = await reflector.register(self.user.name, self.arm_credential(self, self.user)).get(self.compute_name)
+        snapshot = await self._client(workspace).get(self.compute_name)
         await reflector.update(snapshot, self.compute_name)
         return snapshot
 
-    def _writer(self, workspace: Workspace) -> ComputeWriter:
-        sync_credential = ThreadCredential(self.arm_credential(self, self.user), asyncio.get_running_loop(), self.azure_timeout_seconds)
-        return ComputeWriter(self._endpoint(), workspace, sync_credential, self._pool())
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if AMLSpawner._executor is None:
-            AMLSpawner._executor = ThreadPoolExecutor(self.sdk_threads, thread_name_prefix="aml-sdk")
-        return AMLSpawner._executor
+    def _client(self, workspace: Workspace) -> ComputeClient:
+        """This user's ARM client for ``workspace`` (shared with the reflector, which may list as them)."""
+        return self._reflector(workspace).register(self.user.name, self.arm_credential(self, self.user))
 
     def _reflector(self, workspace: Workspace) -> WorkspaceReflector:
-        reflector = WorkspaceReflector.for_workspace(self._endpoint(), workspace, self.poll_interval_seconds)
+        reflector = WorkspaceReflector.for_workspace(
+            self._endpoint(), workspace, self.poll_interval_seconds, self.fast_poll_interval_seconds
+        )
         reflector.register(self.user.name, self.arm_credential(self, self.user))
         Reconciler(self.hub_id, self._db(), WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)
         if self.idle_culler:
@@ -629,9 +661,11 @@ class AMLSpawner(Spawner):
         if orm_user is None:
             raise errors.SignInExpired(f"no hub user {username}")
         owner = HubUser(orm_user, self.user.settings)
-        sync_credential = ThreadCredential(self.arm_credential(self, owner), asyncio.get_running_loop(), self.azure_timeout_seconds)
-        writer = ComputeWriter(self._endpoint(), workspace, sync_credential, self._pool())
-        await writer.begin_stop(snapshot.name)
+        client = ComputeClient(self._endpoint(), workspace, self.arm_credential(self, owner))
+        try:
+            await client.stop(snapshot.name)
+        finally:
+            await client.close()
 
     def _endpoint(self) -> ArmEndpoint:
         return ArmEndpoint(self.arm_url, self.ca_bundle or None, self.azure_timeout_seconds)
@@ -727,8 +761,6 @@ class AMLSpawner(Spawner):
             raise web.HTTPError(400, str(e)) from None
 
 
-_BACKGROUND: set[asyncio.Task] = set()  # cleanups that outlive their spawner call
-_STARTING = frozenset({"Creating", "SettingUp", "UserSettingUp", "Starting", "Restarting", "Unknown"})
 _PROGRESS = {"Creating": 20, "SettingUp": 60, "UserSettingUp": 75, "Starting": 40, "Restarting": 40, "Stopping": 10, "Stopped": 15, "Running": 90}
 _STATE_WORDS = {  # what each Azure state means for the person waiting
     "Creating": "Azure is creating your compute instance.",

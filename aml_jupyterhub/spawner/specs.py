@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ TAG_HUB = "aml-jupyterhub-hub"
 TAG_USER = "aml-jupyterhub-user"
 TAG_SERVER = "aml-jupyterhub-server"
 TAG_PROFILE = "aml-jupyterhub-profile"
+TAG_CREATE = "aml-jupyterhub-create"  # a random id per create request: what a timed-out create made
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,13 @@ def compute_instance_spec(
         ssh_public_access_enabled=False,
         identity=IdentityConfiguration(type="system_assigned"),
     )
+
+
+def compute_instance_body(spec: ComputeInstance, location: str) -> dict[str, Any]:
+    """The PUT body for ``spec``, exactly as azure-ai-ml's ``begin_create_or_update`` serialises it
+    (the SDK stays the source of the REST shape; the request itself goes through the async pipeline)."""
+    from azure.ai.ml._restclient.arm_ml_service._utils.model_base import SdkJSONEncoder
+
+    spec.location = location
+    rest = spec._to_rest_object()
+    return json.loads(json.dumps(rest, cls=SdkJSONEncoder, exclude_readonly=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -11,7 +12,7 @@ from aml_jupyterhub.spawner.errors import ComputeFailed, NameCollision
 from aml_jupyterhub.spawner.plan import Step, plan_start
 from aml_jupyterhub.spawner.profiles import ProfileError, choose, parse_profiles, parse_workspaces
 from aml_jupyterhub.spawner.snapshots import ComputeSnapshot
-from aml_jupyterhub.spawner.specs import Owner, compute_instance_spec, ownership_tags
+from aml_jupyterhub.spawner.specs import Owner, compute_instance_body, compute_instance_spec, ownership_tags
 
 WORKSPACES = parse_workspaces(
     {"research": {"subscription_id": "s", "resource_group": "rg", "workspace_name": "ws", "location": "eastus"}}
@@ -84,16 +85,50 @@ def test_admin_config_errors_are_clear(bad, message):
         parse_profiles(bad, WORKSPACES)
 
 
-def test_spec_is_personal_with_idle_shutdown_and_tags():
+# The request body of Azure's official example "Create ComputeInstance Compute"
+# (azure-rest-api-specs, Microsoft.MachineLearningServices 2023-08-01-preview,
+# examples/Compute/createOrUpdate/ComputeInstance.json), trimmed to what the hub sets.
+REFERENCE_CREATE_BODY = {
+    "location": "eastus",
+    "properties": {
+        "computeType": "ComputeInstance",
+        "properties": {
+            "vmSize": "STANDARD_NC6",
+            "applicationSharingPolicy": "Personal",
+            "sshSettings": {"sshPublicAccess": "Disabled"},
+            "computeInstanceAuthorizationType": "personal",
+            "personalComputeInstanceSettings": {
+                "assignedUser": {"objectId": "00000000-0000-0000-0000-000000000000", "tenantId": "00000000-0000-0000-0000-000000000000"}
+            },
+        },
+    },
+}
+
+
+def shape(body: dict, prefix: str = "") -> set[str]:
+    """Every key path of a JSON object (``a.b.c``)."""
+    paths = set()
+    for key, value in body.items():
+        paths.add(prefix + key)
+        if isinstance(value, dict):
+            paths |= shape(value, f"{prefix}{key}.")
+    return paths
+
+
+def test_create_body_is_personal_with_idle_shutdown_and_tags_in_azures_shape():
     tags = ownership_tags("hub-1", ALICE, "", PROFILES[0])
-    spec = compute_instance_spec("jh-alice-abc", PROFILES[0], ALICE, tags)
-    rest = spec._to_rest_object().as_dict()  # the REST body azure-ai-ml will send
-    props = rest["properties"]["properties"]
+    body = compute_instance_body(compute_instance_spec("jh-alice-abc", PROFILES[0], ALICE, tags), "westeurope")
+    assert shape(REFERENCE_CREATE_BODY) <= shape(body)
+    assert body["location"] == "westeurope" and body["properties"]["computeType"] == "ComputeInstance"
+    props = body["properties"]["properties"]
     assert props["personalComputeInstanceSettings"]["assignedUser"] == {"objectId": "oid-alice", "tenantId": "tid"}
+    assert props["computeInstanceAuthorizationType"] == "personal"
     assert props["idleTimeBeforeShutdown"] == "PT60M"
     assert props["vmSize"] == "Standard_DS3_v2"
     assert props["sshSettings"] == {"sshPublicAccess": "Disabled"}
-    assert spec.tags["aml-jupyterhub-hub"] == "hub-1" and spec.tags["aml-jupyterhub-user"] == ALICE.username
+    assert body["identity"] == {"type": "SystemAssigned"}
+    assert body["tags"]["aml-jupyterhub-hub"] == "hub-1" and body["tags"]["aml-jupyterhub-user"] == ALICE.username
+    assert json.loads(json.dumps(body)) == body  # plain JSON, ready for the pipeline
 
 
 @pytest.mark.parametrize(
