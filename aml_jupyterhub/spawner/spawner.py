@@ -542,15 +542,21 @@ class AMLSpawner(Spawner):
         """The instance's state if it does not serve Jupyter now (the redirect server asks before each redirect).
 
         A direct read as the user (a browser entering its server is rare: JupyterLab then runs on the
-        instance's own origin); the last compute list if Azure does not answer.
+        instance's own origin); the last compute list if Azure does not answer. While the spawn itself
+        is pending (JupyterHub checking that the server answers), the list that just saw it Running
+        is used instead: that check costs no ARM request.
         """
         if not self.compute_name or not self.workspace_key:
             return "Stopped"
         workspace = self._workspaces()[self.workspace_key]
-        try:
-            snapshot = await self._read(workspace)
-        except errors.ComputeError:
-            snapshot = self._reflector(workspace).get(self.compute_name)
+        reflector = self._reflector(workspace)
+        if self.pending == "spawn" and time.monotonic() - reflector.synced_at <= max(2 * self.fast_poll_interval_seconds, 2.0):
+            snapshot = reflector.get(self.compute_name)
+        else:
+            try:
+                snapshot = await self._read(workspace)
+            except errors.ComputeError:
+                snapshot = reflector.get(self.compute_name)
         return None if _ready(snapshot) else (snapshot.state if snapshot else "Deleted")
 
     # -- what the instance sets up (asked by the instance through the hub's instance API) -----------
