@@ -83,6 +83,7 @@ class EntraTokenClient:
         max_retries: int = 2,
         max_retry_after: float = 10.0,
         max_connections: int = 100,
+        queue_timeout: float = 300.0,
     ) -> None:
         self.token_url = token_url
         self.client_id = client_id
@@ -94,6 +95,10 @@ class EntraTokenClient:
         # Its own connection pool: token calls must not queue behind the hub's other
         # HTTP traffic (tornado's shared client allows 10 connections).
         self._http = AsyncHTTPClient(force_instance=True, max_clients=max_connections)
+        # Calls wait for a connection here, not in tornado's queue, whose wait counts against each
+        # request's timeout: a storm of first sign-ins (1000 spawns at once) must queue, not fail.
+        self._slots = asyncio.Semaphore(max_connections)
+        self.queue_timeout = queue_timeout
 
     async def redeem_code(self, code: str, redirect_uri: str, code_verifier: str | None, scope: str) -> dict[str, Any]:
         """Exchange an authorization code; returns the raw answer (oauthenticator's token_info)."""
@@ -129,7 +134,14 @@ class EntraTokenClient:
             connect_timeout=self.timeout,
             ca_certs=self.ca_certs,
         )
-        response = await self._http.fetch(request, raise_error=False)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
+        except asyncio.TimeoutError:
+            raise EntraUnavailable(f"no connection to Entra ID was free within {self.queue_timeout:.0f} s") from None
+        try:
+            response = await self._http.fetch(request, raise_error=False)
+        finally:
+            self._slots.release()
         if response.code == 599:
             raise EntraUnavailable(f"Could not reach Entra ID: {type(response.error).__name__}")
         if response.code == 429 or response.code >= 500:
