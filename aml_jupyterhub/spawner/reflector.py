@@ -46,6 +46,7 @@ class WorkspaceReflector:
         self._last_list = float("-inf")  # monotonic time the last list began
         self._backoff = 0.0  # after failures: seconds from the last list to the next
         self.snapshots: dict[str, ComputeSnapshot] = {}
+        self._updated_at: dict[str, float] = {}  # name -> when a direct read or write answer last set it
         self.synced_at = 0.0
         self.lists = 0  # successful lists, for metrics and tests
         self.failures = 0
@@ -140,6 +141,7 @@ class WorkspaceReflector:
         """List with the newest working identity; returns a back-off after a failure, else 0."""
         while self._readers:
             key, reader = next(reversed(self._readers.items()))
+            started = time.monotonic()
             try:
                 snapshots = await reader.list()
             except errors.SignInExpired:
@@ -153,12 +155,22 @@ class WorkspaceReflector:
                 log.warning("Listing computes of %s failed (%s); next try in %.0fs", self.workspace.key, e, backoff)
                 return backoff
             self.failures = 0
-            await self._publish({s.name: s for s in snapshots})
+            await self._publish({s.name: s for s in snapshots}, started)
             return 0.0
         return 0.0
 
-    async def _publish(self, snapshots: dict[str, ComputeSnapshot]) -> None:
+    async def _publish(self, snapshots: dict[str, ComputeSnapshot], started: float) -> None:
+        """Make a finished list the cache; what a direct read or write answered after the list
+        began is newer than the list and is kept (a create's answer must not be undone by a list
+        whose pages were read before the instance existed)."""
         async with self._changed:
+            for name, at in list(self._updated_at.items()):
+                if at < started:
+                    del self._updated_at[name]
+                elif name in self.snapshots:
+                    snapshots[name] = self.snapshots[name]
+                else:
+                    snapshots.pop(name, None)
             self.snapshots = snapshots
             self.synced_at = time.monotonic()
             self.lists += 1
@@ -169,8 +181,9 @@ class WorkspaceReflector:
         return self.snapshots.get(name)
 
     async def update(self, snapshot: ComputeSnapshot | None, name: str) -> None:
-        """Record what a direct GET just saw (fresher than the last list)."""
+        """Record what a direct GET or a write's answer just saw (fresher than the last list)."""
         async with self._changed:
+            self._updated_at[name] = time.monotonic()
             if snapshot is None:
                 self.snapshots.pop(name, None)
             else:
