@@ -32,6 +32,13 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Type, Unicode, default
 
 FLOW_COOKIE = "aml-gateway-signin"
+
+
+def flow_cookie(state: str) -> str:
+    """One cookie per sign-in under way: two tabs opening the instance at once do not undo each other's."""
+    return f"{FLOW_COOKIE}-{state}"
+
+
 APPLICATION_ACCESS = "Microsoft.MachineLearningServices/workspaces/computes/applicationaccess/action"
 
 
@@ -49,9 +56,11 @@ class GatewayLoginHandler(JupyterHandler):
         if self.get_argument("code", None) is None and self.get_argument("error", None) is None:
             self.start_sign_in()
             return
-        flow = json.loads(self.get_secure_cookie(FLOW_COOKIE) or b"{}")
-        self.clear_cookie(FLOW_COOKIE, path=self.base_url)
-        if not flow or not secrets.compare_digest(flow["state"], self.get_argument("state", "")):
+        state = self.get_argument("state", "")
+        cookie = flow_cookie(state)
+        flow = json.loads(self.get_secure_cookie(cookie) or b"{}")
+        self.clear_cookie(cookie, path=self.base_url)
+        if not flow or not secrets.compare_digest(flow["state"], state):
             raise web.HTTPError(400, "The sign-in could not be verified; open the instance again.")
         if self.get_argument("error", None):
             raise web.HTTPError(403, f"Sign-in failed: {self.get_argument('error_description', self.get_argument('error'))}")
@@ -74,7 +83,7 @@ class GatewayLoginHandler(JupyterHandler):
         if not target.startswith("/") or target.startswith("//"):
             target = self.base_url  # only ever back into this instance
         self.set_secure_cookie(
-            FLOW_COOKIE, json.dumps({"state": state, "verifier": verifier, "next": target}),
+            flow_cookie(state), json.dumps({"state": state, "verifier": verifier, "next": target}),
             expires_days=None, httponly=True, secure=True, path=self.base_url,
         )  # fmt: skip
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
