@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,8 @@ class EntraTokenClient:
         self.client_id = client_id
         self._client_secret = client_secret
         self.ca_certs = ca_certs
+        # Built once: tornado would otherwise build (and load the CA file into) a context per request.
+        self._tls = ssl.create_default_context(cafile=ca_certs)
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
@@ -132,7 +135,7 @@ class EntraTokenClient:
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
             request_timeout=self.timeout,
             connect_timeout=self.timeout,
-            ca_certs=self.ca_certs,
+            ssl_options=self._tls,
         )
         try:
             await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import aiohttp
 from azure.core import AsyncPipelineClient
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.pipeline import policies
@@ -41,6 +44,36 @@ class ArmEndpoint:
     url: str = "https://management.azure.com"
     ca_bundle: str | None = None
     timeout: float = 60.0
+
+
+class SharedSession:
+    """One aiohttp session per event loop and CA bundle: one ARM connection pool for every user.
+
+    Every user's ComputeClient sends through it (their credential is a pipeline
+    policy, not part of the connection), so connections are kept alive across
+    users and spawns and the TLS context is built once. A transport of its own
+    per client would build an SSL context per request (azure-core does for a
+    CA-bundle path) and a TLS handshake per user.
+    """
+
+    _sessions: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
+    max_connections: ClassVar[int] = 100
+
+    @classmethod
+    def transport(cls, ca_bundle: str | None) -> AioHttpTransport:
+        """A transport on the shared session (it never closes the session: the loop's end does)."""
+        loop = asyncio.get_running_loop()
+        sessions = cls._sessions.setdefault(loop, {})
+        session = sessions.get(ca_bundle)
+        if session is None or session.closed:
+            tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+            connector = aiohttp.TCPConnector(ssl=tls, limit=cls.max_connections)
+            # As azure-core's own session, with no cookie jar: the session is shared by every user.
+            session = sessions[ca_bundle] = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True, auto_decompress=False
+            )
+        # connection_verify=True: aiohttp then uses the connector's context.
+        return AioHttpTransport(session=session, session_owner=False)
 
 
 class NameTaken(errors.BadRequest):
@@ -90,16 +123,24 @@ class ComputeClient:
     def __init__(self, endpoint: ArmEndpoint, workspace: Workspace, credential: Any) -> None:
         self.endpoint = endpoint
         self.workspace = workspace
-        self._client = AsyncPipelineClient(
-            base_url=endpoint.url,
-            policies=[
-                policies.HeadersPolicy(),
-                policies.UserAgentPolicy("aml-jupyterhub"),
-                policies.AsyncRetryPolicy(retry_total=3, retry_backoff_factor=0.5, retry_backoff_max=30),
-                policies.AsyncBearerTokenCredentialPolicy(credential, ARM_SCOPE),
-            ],
-            transport=AioHttpTransport(connection_verify=endpoint.ca_bundle or True),
-        )
+        self.credential = credential
+        self._pipeline: AsyncPipelineClient | None = None
+
+    @property
+    def _client(self) -> AsyncPipelineClient:
+        """Built on first use, on the event loop that owns the shared session."""
+        if self._pipeline is None:
+            self._pipeline = AsyncPipelineClient(
+                base_url=self.endpoint.url,
+                policies=[
+                    policies.HeadersPolicy(),
+                    policies.UserAgentPolicy("aml-jupyterhub"),
+                    policies.AsyncRetryPolicy(retry_total=3, retry_backoff_factor=0.5, retry_backoff_max=30),
+                    policies.AsyncBearerTokenCredentialPolicy(self.credential, ARM_SCOPE),
+                ],
+                transport=SharedSession.transport(self.endpoint.ca_bundle),
+            )
+        return self._pipeline
 
     async def _call(
         self, method: str, url: str, params: dict[str, str] | None = None, body: Any = None, answers: tuple[int, ...] = (404,)
@@ -186,4 +227,5 @@ class ComputeClient:
             raise errors.ComputeFailed(name, "gone", "it was deleted")
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._pipeline is not None:
+            await self._pipeline.close()

@@ -52,9 +52,14 @@ class SigningKey:
         return cls(kid=kid, private_pem=pem, cert_der=der)
 
     @cached_property
+    def private_key(self):
+        """Parsed once: loading a PEM RSA key checks it, which costs more than signing with it."""
+        return serialization.load_pem_private_key(self.private_pem, password=None)
+
+    @cached_property
     def public_key(self):
         """Parsed once: every emulated request with a bearer token validates against it."""
-        return serialization.load_pem_private_key(self.private_pem, password=None).public_key()
+        return self.private_key.public_key()
 
     def jwk(self, issuer: str | None = None) -> dict[str, Any]:
         numbers = self.public_key.public_numbers()
@@ -72,7 +77,7 @@ class SigningKey:
         return jwk
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self.private_pem, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
+        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
 
     def to_dict(self) -> dict[str, str]:
         return {
