@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-seconds", type=float, default=5.0, help="emulated stop time")
     p.add_argument("--delete-seconds", type=float, default=1.0, help="emulated delete time")
     p.add_argument("--poll-interval", type=float, default=5.0, help="AMLSpawner.poll_interval_seconds (shared list)")
-    p.add_argument("--fast-poll-interval", type=float, default=1.0, help="AMLSpawner.fast_poll_interval_seconds")
+    p.add_argument("--fast-poll-interval", type=float, default=0.5, help="AMLSpawner.fast_poll_interval_seconds")
     p.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=True,
                    help="after stopping everyone, storm again: spawns start the existing instances (default: on)")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
@@ -99,6 +99,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db-dir", default="/dev/shm" if Path("/dev/shm").is_dir() else "",
                    help="directory of the hubs' sqlite databases (default /dev/shm: JupyterHub commits on its event "
                         "loop, so on a shared disk fsync stalls dominate every figure); empty: the hub's work directory")
+    p.add_argument("--user-space", action=argparse.BooleanOptionalAction, default=True,
+                   help="the AML hub prepares each user's file share and its server's access policy on every "
+                        "spawn, as a deployment with c.UserSpace does (default: on)")
     p.add_argument("--lro-retry-after", type=int, default=1, help="the emulator's Retry-After on operations (seconds)")
     args = p.parse_args(argv)
     args.concurrency = args.concurrency or min(args.users, 200)
@@ -142,6 +145,7 @@ class EmulatorProcess:
         config_path.write_text(json.dumps(config.to_dict()))
         self.endpoints_file = workdir / "endpoints.json"
         self.log_path = workdir / "emulator.log"
+        self.storage_key = config.storage_accounts[0].key
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aml_jupyterhub.emulator", "--config", str(config_path),
              "--endpoints-file", str(self.endpoints_file), "--log-level", "WARNING"],
@@ -236,6 +240,8 @@ class Hub:
         c.NullSpawner.stop_seconds = {args.stop_seconds}
         """
         env = {"AML_DEMO_SPAWNER": "aml", "AML_POLL_INTERVAL": str(args.poll_interval)}
+        if args.user_space and spawner == "aml":
+            env["AML_USERSPACE_ACCOUNT_KEY"] = emulator.storage_key
         self.process = HubProcess(workdir, emulator.endpoints_file, extra_config=extra, env=env).start()
         self.sampler = LatencySampler(f"{self.process.url}/hub/api/")
 
@@ -409,6 +415,7 @@ def storm_report(hub: Hub, control: EmulatorControl, emulator: EmulatorProcess, 
     ready, failures, start, end = storm(hub.process, users, args)
     emulator_cpu = emulator.cpu_seconds() - emulator_cpu
     arm = arm_counts(control, mark)
+    files = control.request_counts(since=mark, service="files")
     overhead = [t - provisioning[u] for u, t in ready.items()]
     inside = hub.inside(start, end)
     spawns = max(1, len(users))
@@ -427,6 +434,8 @@ def storm_report(hub: Hub, control: EmulatorControl, emulator: EmulatorProcess, 
         "arm_requests_per_spawn": round(arm["total"] / spawns, 2),
         "arm_throttled_429": arm["throttled_429"],
         "arm_by_route": arm["by_route"],
+        "files_requests_per_spawn": round(files["total"] / spawns, 2),
+        "files_by_route": files["by_route"],
         "failures": explain(failures),
     }
 
@@ -546,7 +555,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {
         "command": "bench/spawn_storm.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "users": args.users, "concurrency": args.concurrency, "poll_interval_s": args.poll_interval,
-        "fast_poll_interval_s": args.fast_poll_interval, "hub_db_dir": args.db_dir or "(work directory)", "timings_s": timings, "throttle": control.settings()["throttle"],
+        "fast_poll_interval_s": args.fast_poll_interval, "hub_db_dir": args.db_dir or "(work directory)", "user_space": args.user_space, "timings_s": timings, "throttle": control.settings()["throttle"],
         "cpus": os.cpu_count(), "workdir": str(workdir),
     }
     try:

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import aiohttp
 from azure.core import AsyncPipelineClient
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.pipeline import policies
-from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
 from ..auth.broker import NeedsLogin, TokenUnavailable
+from ..azure_http import SharedSession, env_proxies
 from . import errors
 from .profiles import Workspace
 from .snapshots import ComputeSnapshot
@@ -44,36 +41,6 @@ class ArmEndpoint:
     url: str = "https://management.azure.com"
     ca_bundle: str | None = None
     timeout: float = 60.0
-
-
-class SharedSession:
-    """One aiohttp session per event loop and CA bundle: one ARM connection pool for every user.
-
-    Every user's ComputeClient sends through it (their credential is a pipeline
-    policy, not part of the connection), so connections are kept alive across
-    users and spawns and the TLS context is built once. A transport of its own
-    per client would build an SSL context per request (azure-core does for a
-    CA-bundle path) and a TLS handshake per user.
-    """
-
-    _sessions: ClassVar[weakref.WeakKeyDictionary] = weakref.WeakKeyDictionary()
-    max_connections: ClassVar[int] = 100
-
-    @classmethod
-    def transport(cls, ca_bundle: str | None) -> AioHttpTransport:
-        """A transport on the shared session (it never closes the session: the loop's end does)."""
-        loop = asyncio.get_running_loop()
-        sessions = cls._sessions.setdefault(loop, {})
-        session = sessions.get(ca_bundle)
-        if session is None or session.closed:
-            tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-            connector = aiohttp.TCPConnector(ssl=tls, limit=cls.max_connections)
-            # As azure-core's own session, with no cookie jar: the session is shared by every user.
-            session = sessions[ca_bundle] = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True, auto_decompress=False
-            )
-        # connection_verify=True: aiohttp then uses the connector's context.
-        return AioHttpTransport(session=session, session_owner=False)
 
 
 class NameTaken(errors.BadRequest):
@@ -125,6 +92,7 @@ class ComputeClient:
         self.workspace = workspace
         self.credential = credential
         self._pipeline: AsyncPipelineClient | None = None
+        self.last_pages = 1  # pages the last list() read
 
     @property
     def _client(self) -> AsyncPipelineClient:
@@ -135,6 +103,7 @@ class ComputeClient:
                 policies=[
                     policies.HeadersPolicy(),
                     policies.UserAgentPolicy("aml-jupyterhub"),
+                    policies.ProxyPolicy(env_proxies(self.endpoint.url)),
                     policies.AsyncRetryPolicy(retry_total=3, retry_backoff_factor=0.5, retry_backoff_max=30),
                     policies.AsyncBearerTokenCredentialPolicy(self.credential, ARM_SCOPE),
                 ],
@@ -178,7 +147,9 @@ class ComputeClient:
         snapshots: list[ComputeSnapshot] = []
         url: str | None = f"{self.workspace.arm_id}/computes"
         params: dict[str, str] | None = {"api-version": API_VERSION}
+        pages = 0
         while url:
+            pages += 1
             status, body = await self._call("GET", url, params)
             if status == 404:
                 raise errors.BadRequest(f"Workspace {self.workspace.workspace_name} was not found")
@@ -188,6 +159,7 @@ class ComputeClient:
                 if (v.get("properties") or {}).get("computeType") == "ComputeInstance"
             ]
             url, params = body.get("nextLink"), None
+        self.last_pages = pages
         return snapshots
 
     async def location(self) -> str:

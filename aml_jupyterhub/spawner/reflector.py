@@ -3,8 +3,9 @@
 ``poll()`` and the waits in ``start()``/``stop()`` read this cache instead of
 calling Azure, so ARM reads per minute depend on the number of workspaces,
 not the number of users. While anyone waits on the workspace (a spawn, a
-stop, a clean-up) it lists every ``fast_interval`` seconds, so a change is
-seen within about that long; otherwise every ``interval``. One list serves
+stop, a clean-up) it lists every ``fast_interval`` seconds (or, for a list
+of many pages, no more than ``pages_per_second`` pages a second), so a change
+is seen within about that long; otherwise every ``interval``. One list serves
 every waiter. Throttling (429) and outages back off exponentially.
 
 Which identity lists? By default the delegated ARM credential of a user who
@@ -34,13 +35,15 @@ class WorkspaceReflector:
 
     def __init__(
         self, endpoint: ArmEndpoint, workspace: Workspace, interval: float, fast_interval: float | None = None,
-        max_backoff: float = 300.0,
+        max_backoff: float = 300.0, pages_per_second: float = 10.0,
     ) -> None:
         self.endpoint = endpoint
         self.workspace = workspace
         self.interval = interval
         self.fast_interval = min(interval, fast_interval if fast_interval is not None else interval)
         self.max_backoff = max_backoff
+        self.pages_per_second = pages_per_second
+        self.pages = 1  # pages of the last list
         self.waiters = 0  # coroutines waiting for a change right now
         self._poked = False
         self._last_list = float("-inf")  # monotonic time the last list began
@@ -57,12 +60,13 @@ class WorkspaceReflector:
 
     @classmethod
     def for_workspace(
-        cls, endpoint: ArmEndpoint, workspace: Workspace, interval: float, fast_interval: float | None = None
+        cls, endpoint: ArmEndpoint, workspace: Workspace, interval: float, fast_interval: float | None = None,
+        pages_per_second: float = 10.0,
     ) -> WorkspaceReflector:
         """The hub-wide reflector of ``workspace`` (created and started on first use)."""
         key = (endpoint.url, workspace.arm_id.lower())
         if key not in cls._instances:
-            cls._instances[key] = cls(endpoint, workspace, interval, fast_interval)
+            cls._instances[key] = cls(endpoint, workspace, interval, fast_interval, pages_per_second=pages_per_second)
         reflector = cls._instances[key]
         reflector.start()
         return reflector
@@ -111,11 +115,12 @@ class WorkspaceReflector:
         self._wake.set()
 
     def _next_list_in(self) -> float:
-        """Seconds until the next list is due: never closer than ``fast_interval`` to the last one."""
+        """Seconds until the next list is due: never closer than ``fast_interval`` to the last one,
+        nor than its pages allow at ``pages_per_second``."""
         if self._backoff:
             gap = self._backoff
         elif self._poked or self.waiters:
-            gap = self.fast_interval
+            gap = max(self.fast_interval, self.pages / self.pages_per_second)
         else:
             gap = self.interval
         return self._last_list + gap - time.monotonic()
@@ -155,6 +160,7 @@ class WorkspaceReflector:
                 log.warning("Listing computes of %s failed (%s); next try in %.0fs", self.workspace.key, e, backoff)
                 return backoff
             self.failures = 0
+            self.pages = reader.last_pages
             await self._publish({s.name: s for s in snapshots}, started)
             return 0.0
         return 0.0

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +115,18 @@ class AMLSpawner(Spawner):
     )
     poll_interval_seconds = Float(15.0, config=True, help="How often each workspace's computes are listed (shared by all users).")
     fast_poll_interval_seconds = Float(
-        1.0,
+        0.5,
         config=True,
         help="""How often a workspace's computes are listed while any spawn, stop or clean-up in it waits for a
         change (one list serves every waiter); then back to poll_interval_seconds. See docs/performance.md for
         the ARM read arithmetic against Azure's throttling limits.""",
+    )
+    fast_poll_pages_per_second = Float(
+        10.0,
+        config=True,
+        help="""While listing fast, read at most this many list pages a second: a workspace whose list has many
+        pages (100 instances each) is listed less often than fast_poll_interval_seconds, so the listing
+        identity stays well inside ARM's per-principal read refill (25 a second).""",
     )
     azure_timeout_seconds = Float(60.0, config=True, help="Timeout of each Azure call.")
     cleanup_window_seconds = Float(
@@ -250,9 +257,10 @@ class AMLSpawner(Spawner):
         self._persist_state()  # from here a hub restart resumes this spawn instead of orphaning it
         cleanup.cancel(self._cleanup_key(workspace))  # this start takes over whatever an earlier attempt left
         self._spark_config(choice.profile)  # invalid Spark settings fail here, not in the instance's startup
-        await self._prepare_user_space(owner)  # before touching the instance: a storage outage changes nothing
         reflector = self._reflector(workspace)
-        current = await self._read(workspace)
+        # The share and the instance's state at once; the instance is touched only once both are known,
+        # so a storage outage changes nothing.
+        current = await self._read_while(workspace, self._prepare_user_space(owner))
         step = plan_start(current, owner, choice.recreate)
         self._emit(5, self._describe(step, current))
         created = await self._carry_out(step, workspace, choice.profile, owner, reflector)
@@ -647,13 +655,22 @@ class AMLSpawner(Spawner):
         await reflector.update(snapshot, self.compute_name)
         return snapshot
 
+    async def _read_while(self, workspace: Workspace, other: Awaitable[None]) -> ComputeSnapshot | None:
+        """:meth:`_read` concurrently with ``other``; ``other``'s failure first (it is the earlier step)."""
+        done, current = await asyncio.gather(other, self._read(workspace), return_exceptions=True)
+        for outcome in (done, current):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return current
+
     def _client(self, workspace: Workspace) -> ComputeClient:
         """This user's ARM client for ``workspace`` (shared with the reflector, which may list as them)."""
         return self._reflector(workspace).register(self.user.name, self.arm_credential(self, self.user))
 
     def _reflector(self, workspace: Workspace) -> WorkspaceReflector:
         reflector = WorkspaceReflector.for_workspace(
-            self._endpoint(), workspace, self.poll_interval_seconds, self.fast_poll_interval_seconds
+            self._endpoint(), workspace, self.poll_interval_seconds, self.fast_poll_interval_seconds,
+            self.fast_poll_pages_per_second,
         )
         reflector.register(self.user.name, self.arm_credential(self, self.user))
         Reconciler(self.hub_id, self._db(), WorkspaceReflector.all, self._stop_as_owner).start(self.reconcile_interval_seconds)

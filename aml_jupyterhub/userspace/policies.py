@@ -48,10 +48,19 @@ def _expiry_of(policy: AccessPolicy | None) -> dt.datetime | None:
     return _utc(expiry)
 
 
-def _write(space: UserSpace, share: str, ident: str, expiry: dt.datetime | None, now: dt.datetime) -> None:
+async def _write(space: UserSpace, share: str, ident: str, expiry: dt.datetime | None, now: dt.datetime) -> None:
     """Read the share's policies, drop expired ones and ``ident``, then add ``ident`` unless ``expiry`` is None."""
-    client = share_client(space, share)
-    current = client.get_share_access_policy().get("signed_identifiers") or []
+    async with share_client(space, share) as client:
+        current = (await client.get_share_access_policy()).get("signed_identifiers") or []
+        wanted = _next_policies(share, current, ident, expiry, now)
+        if wanted is not None:
+            await client.set_share_access_policy(wanted)
+
+
+def _next_policies(
+    share: str, current: list[Any], ident: str, expiry: dt.datetime | None, now: dt.datetime
+) -> dict[str, AccessPolicy | None] | None:
+    """The share's next policy list (None: nothing to write)."""
     kept: dict[str, AccessPolicy | None] = {}
     for item in current:
         item_expiry = _expiry_of(item.access_policy)
@@ -63,14 +72,13 @@ def _write(space: UserSpace, share: str, ident: str, expiry: dt.datetime | None,
                 f"share {share} already has {MAX_POLICIES} servers mounting it (Azure's limit); stop one and try again."
             )
         kept[ident] = AccessPolicy(permission=MOUNT_PERMISSIONS, start=now - dt.timedelta(minutes=5), expiry=expiry)
-    if expiry is not None or len(kept) != len(current):
-        client.set_share_access_policy(kept)
+    return kept if expiry is not None or len(kept) != len(current) else None
 
 
 async def _run(space: UserSpace, share: str, ident: str, expiry: dt.datetime | None, now: dt.datetime) -> None:
     async with _locks[f"{space.account_url}/{share}"]:  # read-modify-write of one list: one writer per share
         with storage_errors(space):
-            await asyncio.wait_for(asyncio.to_thread(_write, space, share, ident, expiry, now), space.timeout_seconds * 4)
+            await asyncio.wait_for(_write(space, share, ident, expiry, now), space.timeout_seconds * 4)
 
 
 async def grant(space: UserSpace, share: str, ident: str, now: dt.datetime | None = None) -> dt.datetime:

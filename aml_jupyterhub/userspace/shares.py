@@ -1,8 +1,14 @@
-"""Creating a user's share, as the hub (which alone holds the account key)."""
+"""Creating a user's share, as the hub (which alone holds the account key).
+
+Storage calls run on the hub's event loop through the async Storage SDK and
+the hub's shared connection pool (``azure_http.SharedSession``): no worker
+thread, a timeout around each call.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,8 +19,9 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.fileshare import ShareClient
+from azure.storage.fileshare.aio import ShareClient, ShareServiceClient
 
+from ..azure_http import SharedSession, env_proxies
 from ..user_errors import UserFacingError
 from .config import UserSpace
 
@@ -37,31 +44,49 @@ def hub_key(space: UserSpace) -> str:
     return space.account_key
 
 
+_services: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> settings -> client
+
+
+def service_client(space: UserSpace) -> ShareServiceClient:
+    """The hub's async client of the storage account: one per event loop and settings, on the shared pool.
+
+    Built once: constructing a Storage client (its policies) costs more than a request.
+    """
+    settings = (space.account_url, space.account_name, hub_key(space), space.ca_bundle, space.timeout_seconds)
+    clients = _services.setdefault(asyncio.get_running_loop(), {})
+    if settings not in clients:
+        clients[settings] = ShareServiceClient(
+            account_url=space.account_url,
+            credential={"account_name": space.account_name, "account_key": hub_key(space)},
+            transport=SharedSession.transport(space.ca_bundle or None),
+            proxies=env_proxies(space.account_url),
+            retry_total=2,
+            initial_backoff=1,
+            increment_base=1,
+            random_jitter_range=0,
+            connection_timeout=space.timeout_seconds,
+            read_timeout=space.timeout_seconds,
+        )
+    return clients[settings]
+
+
 def share_client(space: UserSpace, share: str) -> ShareClient:
-    return ShareClient(
-        account_url=space.account_url,
-        share_name=share,
-        credential={"account_name": space.account_name, "account_key": hub_key(space)},
-        connection_verify=space.ca_bundle or True,
-        retry_total=2,
-        initial_backoff=1,
-        increment_base=1,
-        random_jitter_range=0,
-        connection_timeout=space.timeout_seconds,
-        read_timeout=space.timeout_seconds,
-    )
+    """An async client of ``share`` as the hub (use it with ``async with``: that leaves the account's client open)."""
+    return service_client(space).get_share_client(share)
 
 
-def _create_or_check(space: UserSpace, share: str, owner_oid: str) -> bool:
-    client = share_client(space, share)
-    try:
-        client.create_share(quota=space.quota_gib, metadata={OWNER_METADATA: owner_oid, "created_by": "aml-jupyterhub"})
-        return True
-    except ResourceExistsError:
-        existing = (client.get_share_properties().metadata or {}).get(OWNER_METADATA, "")
-        if existing.lower() != owner_oid.lower():
-            raise UserSpaceError(f"share {share} exists but belongs to someone else; ask an administrator.") from None
-        return False
+async def _create_or_check(space: UserSpace, share: str, owner_oid: str) -> bool:
+    async with share_client(space, share) as client:
+        try:
+            await client.create_share(
+                quota=space.quota_gib, metadata={OWNER_METADATA: owner_oid, "created_by": "aml-jupyterhub"}
+            )
+            return True
+        except ResourceExistsError:
+            existing = ((await client.get_share_properties()).metadata or {}).get(OWNER_METADATA, "")
+            if existing.lower() != owner_oid.lower():
+                raise UserSpaceError(f"share {share} exists but belongs to someone else; ask an administrator.") from None
+            return False
 
 
 @contextmanager
@@ -86,11 +111,6 @@ def storage_errors(space: UserSpace) -> Iterator[None]:
 
 
 async def ensure_share(space: UserSpace, share: str, owner_oid: str) -> bool:
-    """Create ``share`` with the configured quota and ``owner_oid`` metadata; False if it already was there.
-
-    Runs the blocking Storage SDK in a worker thread, with a timeout.
-    """
+    """Create ``share`` with the configured quota and ``owner_oid`` metadata; False if it already was there."""
     with storage_errors(space):
-        return await asyncio.wait_for(
-            asyncio.to_thread(_create_or_check, space, share, owner_oid), space.timeout_seconds * 4
-        )
+        return await asyncio.wait_for(_create_or_check(space, share, owner_oid), space.timeout_seconds * 4)

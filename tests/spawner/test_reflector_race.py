@@ -21,6 +21,8 @@ WORKSPACE = Workspace("research", "sub", "rg", "ws", "eastus")
 class SlowList:
     """A reader whose list() answers what it was told, once the test lets it finish."""
 
+    last_pages = 1
+
     def __init__(self, answer: list[ComputeSnapshot]) -> None:
         self.answer, self.started, self.finish = answer, asyncio.Event(), asyncio.Event()
 

@@ -63,3 +63,25 @@ async def test_one_policy_per_server_at_most_five_stale_ones_pruned_and_revoked_
     await revoke(space, name, "srv-0")
     assert "srv-0" not in [s.id for s in share.get_share_access_policy()["signed_identifiers"]]
     key_service.delete_share(name)
+
+
+async def test_storage_calls_run_on_the_event_loop_without_a_worker_thread(space, share_name):
+    """The hub's loop must not hand storage calls to its (small) default thread pool: a storm of
+    spawns would queue there. Any executor use fails this test."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    class NoThreads(ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            raise AssertionError("a storage call used a worker thread")
+
+    loop = asyncio.get_running_loop()
+    saved = loop._default_executor
+    loop.set_default_executor(NoThreads())
+    try:
+        name = share_name()
+        assert await ensure_share(space, name, OWNER) is True
+        await grant(space, name, "srv-a")
+        await revoke(space, name, "srv-a")
+    finally:
+        loop._default_executor = saved
