@@ -367,10 +367,19 @@ def storm(hub: HubProcess, users: list[str], args: argparse.Namespace) -> tuple[
                 failures.setdefault(user, why)
     end = time.monotonic()
     poster.join(timeout=60)
-    states = server_states(hub)  # once, at the end: the hub's own word on who is ready
+    # The hub's own word on who is ready. JupyterHub logs "took ... to start" before it adds the
+    # proxy route, and a server is ready only after that: wait (bounded) while any is still pending.
+    deadline = time.monotonic() + 60
+    states = server_states(hub)
+    while any(states.get(u) == "pending" for u in started) and time.monotonic() < deadline:
+        time.sleep(1.0)
+        states = server_states(hub)
     for username in users:
         if username not in failures and (username not in started or states.get(username) != "ready"):
-            failures[username] = f"not ready after {args.spawn_timeout}s" if username not in started else "started, then gone"
+            if username not in started:
+                failures[username] = f"not ready after {args.spawn_timeout}s"
+            else:
+                failures[username] = "started, then gone" if states.get(username) == "none" else "started, never ready"
     return {u: t - posted[u] for u, t in started.items() if u not in failures}, failures, start, end
 
 

@@ -596,14 +596,15 @@ class AMLSpawner(Spawner):
         self._emit(2, f"Preparing your private file share {self.share}.")
         created = await ensure_share(space, self.share, owner.oid)
         self.log.info("[%s] share %s %s", self._log_name, self.share, "created" if created else "exists")
-        await self._grant_policy(space)
+        await self._grant_policy(space, persist=False)  # start() records its state once the instance is known
 
     # -- the mount's credential: one stored access policy per server (docs/user-space.md) ----------
-    async def _grant_policy(self, space: UserSpace) -> dt.datetime:
+    async def _grant_policy(self, space: UserSpace, persist: bool = True) -> dt.datetime:
         assert self.share and self.compute_name
         expiry = await grant(space, self.share, policy_id(self.compute_name))
         self.policy_expires_on = expiry.timestamp()
-        self._persist_state()
+        if persist:
+            self._persist_state()
         return expiry
 
     async def _keep_policy(self) -> None:

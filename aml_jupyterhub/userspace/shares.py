@@ -16,6 +16,7 @@ from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
@@ -76,17 +77,22 @@ def share_client(space: UserSpace, share: str) -> ShareClient:
 
 
 async def _create_or_check(space: UserSpace, share: str, owner_oid: str) -> bool:
+    """Read the share first (every spawn after a user's first finds it: one request), create it if absent."""
     async with share_client(space, share) as client:
         try:
-            await client.create_share(
-                quota=space.quota_gib, metadata={OWNER_METADATA: owner_oid, "created_by": "aml-jupyterhub"}
-            )
-            return True
-        except ResourceExistsError:
-            existing = ((await client.get_share_properties()).metadata or {}).get(OWNER_METADATA, "")
-            if existing.lower() != owner_oid.lower():
-                raise UserSpaceError(f"share {share} exists but belongs to someone else; ask an administrator.") from None
-            return False
+            properties = await client.get_share_properties()
+        except ResourceNotFoundError:
+            try:
+                await client.create_share(
+                    quota=space.quota_gib, metadata={OWNER_METADATA: owner_oid, "created_by": "aml-jupyterhub"}
+                )
+                return True
+            except ResourceExistsError:  # another server of this user created it a moment ago
+                properties = await client.get_share_properties()
+        existing = (properties.metadata or {}).get(OWNER_METADATA, "")
+        if existing.lower() != owner_oid.lower():
+            raise UserSpaceError(f"share {share} exists but belongs to someone else; ask an administrator.")
+        return False
 
 
 @contextmanager
