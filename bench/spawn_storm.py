@@ -286,6 +286,11 @@ def run_all(fn, users: list[str], workers: int) -> tuple[list, dict]:
     return results, failures
 
 
+def all_stopped(states: dict[str, str], users: list[str]) -> bool:
+    """Whether none of ``users`` has a server (one listing of the hub for all of them)."""
+    return all(states.get(u) == "none" for u in users)
+
+
 def server_states(hub: HubProcess) -> dict[str, str]:
     """username -> "ready" | "pending" | "none" for every user, from the paginated admin user list."""
     states, offset = {}, 0
@@ -398,7 +403,7 @@ def stop_all(hub: HubProcess, users: list[str], args: argparse.Namespace) -> dic
 
     _, failures = run_all(stop, users, args.concurrency)
     try:
-        wait_for(lambda: all(server_states(hub).get(u) == "none" for u in users), args.spawn_timeout, 2.0, "all stopped")
+        wait_for(lambda: all_stopped(server_states(hub), users), args.spawn_timeout, 2.0, "all stopped")
     except TimeoutError as e:
         failures["*"] = str(e)
     return failures
