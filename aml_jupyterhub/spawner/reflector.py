@@ -6,7 +6,11 @@ not the number of users. While anyone waits on the workspace (a spawn, a
 stop, a clean-up) it lists every ``fast_interval`` seconds (or, for a list
 of many pages, no more than ``pages_per_second`` pages a second), so a change
 is seen within about that long; otherwise every ``interval``. One list serves
-every waiter. Throttling (429) and outages back off exponentially.
+every waiter. Throttling (429) and outages back off exponentially. After a
+list or an update the reflector itself checks each waiter's condition and wakes
+only those whose condition now holds (a storm has hundreds of waiters; waking
+them all on every list, as a Condition's notify_all does, costs each a task
+step and a lock hand-off per list).
 
 Which identity lists? By default the delegated ARM credential of a user who
 has a server in that workspace (the most recently registered one that still
@@ -44,7 +48,7 @@ class WorkspaceReflector:
         self.max_backoff = max_backoff
         self.pages_per_second = pages_per_second
         self.pages = 1  # pages of the last list
-        self.waiters = 0  # coroutines waiting for a change right now
+        self._waiting: dict[int, tuple[Callable[[], bool], asyncio.Future]] = {}  # coroutines waiting for a change
         self._poked = False
         self._last_list = float("-inf")  # monotonic time the last list began
         self._backoff = 0.0  # after failures: seconds from the last list to the next
@@ -54,7 +58,6 @@ class WorkspaceReflector:
         self.lists = 0  # successful lists, for metrics and tests
         self.failures = 0
         self._readers: OrderedDict[str, ComputeClient] = OrderedDict()
-        self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -165,22 +168,26 @@ class WorkspaceReflector:
             return 0.0
         return 0.0
 
+    @property
+    def waiters(self) -> int:
+        """How many coroutines wait for a change right now (the list runs fast while any do)."""
+        return len(self._waiting)
+
     async def _publish(self, snapshots: dict[str, ComputeSnapshot], started: float) -> None:
         """Make a finished list the cache; what a direct read or write answered after the list
         began is newer than the list and is kept (a create's answer must not be undone by a list
         whose pages were read before the instance existed)."""
-        async with self._changed:
-            for name, at in list(self._updated_at.items()):
-                if at < started:
-                    del self._updated_at[name]
-                elif name in self.snapshots:
-                    snapshots[name] = self.snapshots[name]
-                else:
-                    snapshots.pop(name, None)
-            self.snapshots = snapshots
-            self.synced_at = time.monotonic()
-            self.lists += 1
-            self._changed.notify_all()
+        for name, at in list(self._updated_at.items()):
+            if at < started:
+                del self._updated_at[name]
+            elif name in self.snapshots:
+                snapshots[name] = self.snapshots[name]
+            else:
+                snapshots.pop(name, None)
+        self.snapshots = snapshots
+        self.synced_at = time.monotonic()
+        self.lists += 1
+        self._wake_satisfied()
 
     # -- readers of the cache ------------------------------------------------------
     def get(self, name: str) -> ComputeSnapshot | None:
@@ -188,13 +195,23 @@ class WorkspaceReflector:
 
     async def update(self, snapshot: ComputeSnapshot | None, name: str) -> None:
         """Record what a direct GET or a write's answer just saw (fresher than the last list)."""
-        async with self._changed:
-            self._updated_at[name] = time.monotonic()
-            if snapshot is None:
-                self.snapshots.pop(name, None)
-            else:
-                self.snapshots[name] = snapshot
-            self._changed.notify_all()
+        self._updated_at[name] = time.monotonic()
+        if snapshot is None:
+            self.snapshots.pop(name, None)
+        else:
+            self.snapshots[name] = snapshot
+        self._wake_satisfied()
+
+    def _wake_satisfied(self) -> None:
+        """Wake the waiters whose condition holds now; the others keep sleeping."""
+        for condition, future in list(self._waiting.values()):
+            if future.done():
+                continue
+            try:
+                if condition():
+                    future.set_result(None)
+            except Exception as e:  # noqa: BLE001 - a failing condition fails its own waiter only
+                future.set_exception(e)
 
     async def wait_synced(self, timeout: float) -> bool:
         """Wait for a first successful list (e.g. right after a hub restart)."""
@@ -211,12 +228,13 @@ class WorkspaceReflector:
         """Wait until ``condition()`` holds after a list or an update; lists run fast meanwhile."""
         if condition():
             return True
-        self.waiters += 1
-        if self.waiters == 1:
+        future = asyncio.get_running_loop().create_future()
+        key = id(future)
+        self._waiting[key] = (condition, future)
+        if len(self._waiting) == 1:
             self._wake.set()  # the loop may be sleeping for the slow interval
         try:
-            async with self._changed:
-                await asyncio.wait_for(self._changed.wait_for(condition), timeout)
+            await asyncio.wait_for(future, timeout)
         finally:
-            self.waiters -= 1
+            del self._waiting[key]
         return True

@@ -15,6 +15,11 @@ from aml_jupyterhub.spawner.reflector import WorkspaceReflector
 WORKSPACE = Workspace("research", "sub", "rg", "ws", "eastus")
 
 
+def waiting_for(reflector: WorkspaceReflector, n: int) -> None:
+    """Pretend ``n`` coroutines wait on the reflector (only their number matters here)."""
+    reflector._waiting = {i: (lambda: False, None) for i in range(n)}
+
+
 def gap(reflector: WorkspaceReflector) -> float:
     """Seconds between the last list and the next one, as the reflector plans it."""
     reflector._last_list = time.monotonic()
@@ -22,7 +27,7 @@ def gap(reflector: WorkspaceReflector) -> float:
 
 
 @pytest.mark.parametrize(
-    ("pages", "waiting", "expected"),
+    ("pages", "is_waiting", "expected"),
     [
         (1, False, 15.0),  # nobody waits: the slow interval
         (1, True, 0.5),  # someone waits: the fast interval
@@ -31,10 +36,10 @@ def gap(reflector: WorkspaceReflector) -> float:
         (40, False, 15.0),  # the slow interval is not stretched
     ],
 )
-def test_the_fast_list_keeps_within_its_page_budget(pages: int, waiting: bool, expected: float):
+def test_the_fast_list_keeps_within_its_page_budget(pages: int, is_waiting: bool, expected: float):
     reflector = WorkspaceReflector(ArmEndpoint(), WORKSPACE, interval=15, fast_interval=0.5, pages_per_second=10)
     reflector.pages = pages
-    reflector.waiters = 1 if waiting else 0
+    waiting_for(reflector, 1 if is_waiting else 0)
     assert gap(reflector) == expected
 
 
@@ -50,5 +55,5 @@ def test_a_list_records_how_many_pages_it_read():
     reflector._readers["alice"] = Paged()
     asyncio.run(reflector._list_once())
     assert reflector.pages == 7
-    reflector.waiters = 1
+    waiting_for(reflector, 1)
     assert gap(reflector) == 0.7
