@@ -219,6 +219,28 @@ def test_stopping_stops_jupyter_and_a_restarted_emulator_brings_running_instance
         emu.stop()
 
 
+def test_a_reset_shuts_down_every_running_machine(running):
+    """Tests reset the shared emulator between them: a running instance's Jupyter (and its namespace
+    holder) must end with the reset, not outlive the test run as an orphan process."""
+    emu, control = running
+    name = unique_name()
+    create(emu, control, name)
+    resource = settled(control, name)
+    machine = machine_of(emu, resource)
+    pids = [machine.server.pid] + ([machine.namespace.holder.pid] if machine.namespace is not None else [])
+    control.reset()
+    wait_for(lambda: not any(alive(pid) for pid in pids), 30, 0.2, "the machine's processes to end")
+    assert not jupyter_answers(resource, emu.endpoints["ca_bundle"])
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_gateway_lets_in_only_a_user_whose_role_grants_application_access(running):
     emu, control = running
     name = unique_name()

@@ -124,11 +124,7 @@ class Emulator:
         runtime = _load(INSTANCE_RUNTIME).InstanceRuntime(self.state, self.tls, root)
         self.state.instances = runtime
 
-        def forget_all() -> None:
-            asyncio.get_running_loop().create_task(runtime.stop_all())
-            runtime.instances.clear()
-
-        self.state.reset_hooks.append(forget_all)
+        self.state.reset_hooks.append(runtime.forget_all)
 
     async def set_instance_runtime(self, enabled: bool) -> None:
         """Turn the instance runtime on or off (tests that need real instances)."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import pwd
@@ -130,6 +131,28 @@ class Instance:
         return self.namespace.view(path) if self.namespace else Path(path)
 
 
+async def power_off(machine: Instance, grace: float = 10.0) -> None:
+    """Shut a machine down as a VM does: its processes, then its Jupyter (SIGTERM, ``grace`` seconds,
+    SIGKILL), then its mount namespace. Safe to run twice at once (a delete during a start)."""
+    await end_processes(machine)
+    server, machine.server = machine.server, None
+    if server is not None and server.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            if grace:
+                server.terminate()
+            else:
+                server.kill()
+        try:
+            await asyncio.wait_for(server.wait(), grace or None)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                server.kill()
+            await server.wait()
+    namespace, machine.namespace = machine.namespace, None
+    if namespace is not None:
+        await namespace.close()
+
+
 def _group_alive(group: int) -> bool:
     try:
         os.killpg(group, 0)
@@ -155,12 +178,14 @@ async def end_processes(machine: Instance, grace: float = STOP_GRACE_SECONDS) ->
     """Shut the machine's leftover processes down as a VM does: SIGTERM, a grace period, SIGKILL; detach its mounts."""
     group, machine.script_group = machine.script_group, None
     if group is not None and _group_alive(group):
-        os.killpg(group, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may end between the check and the signal
+            os.killpg(group, signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace
         while _group_alive(group) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)  # polling: a process group offers nothing to wait on
         if _group_alive(group):
-            os.killpg(group, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
     for point in mounts_under(machine.home):  # a mount whose process was killed: detach it (lazy unmount)
         fusermount = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount3"
         proc = await asyncio.create_subprocess_exec(fusermount, "-uz", point, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
@@ -240,19 +265,8 @@ class InstanceRuntime:
 
     async def shut_down(self, resource: dict[str, Any]) -> None:
         machine = self.instances.get(resource["id"].lower())
-        if machine is None:
-            return
-        await end_processes(machine)
-        if machine.server and machine.server.returncode is None:
-            machine.server.terminate()
-            try:
-                await asyncio.wait_for(machine.server.wait(), 10)
-            except asyncio.TimeoutError:
-                machine.server.kill()
-        machine.server = None
-        if machine.namespace is not None:
-            await machine.namespace.close()
-            machine.namespace = None
+        if machine is not None:
+            await power_off(machine)
 
     def on_state(self, resource: dict[str, Any]) -> None:
         """A state change: a machine that stops serving stops its Jupyter server."""
@@ -283,13 +297,18 @@ class InstanceRuntime:
 
     async def stop_all(self) -> None:
         for machine in list(self.instances.values()):
-            await end_processes(machine)
-            if machine.server and machine.server.returncode is None:
-                machine.server.kill()
-                await machine.server.wait()
-            if machine.namespace is not None:
-                await machine.namespace.close()
-                machine.namespace = None
+            await power_off(machine, grace=0)
+
+    def forget_all(self) -> asyncio.Task:
+        """Forget every machine at once (a state reset) and power them off in the background."""
+        machines = list(self.instances.values())
+        self.instances.clear()
+
+        async def power_off_all() -> None:
+            for machine in machines:
+                await power_off(machine, grace=0)
+
+        return asyncio.get_running_loop().create_task(power_off_all())
 
     # -- the machine ---------------------------------------------------------------------
     def notebook_user(self) -> pwd.struct_passwd:
