@@ -153,6 +153,12 @@ async def power_off(machine: Instance, grace: float = 10.0) -> None:
         await namespace.close()
 
 
+async def pull_the_plug(machines: list[Instance]) -> None:
+    """Power machines off at once, without a grace period (the emulator ends, or its state is reset)."""
+    for machine in machines:
+        await power_off(machine, grace=0)
+
+
 def _group_alive(group: int) -> bool:
     try:
         os.killpg(group, 0)
@@ -296,19 +302,13 @@ class InstanceRuntime:
         self.state.mark_dirty()
 
     async def stop_all(self) -> None:
-        for machine in list(self.instances.values()):
-            await power_off(machine, grace=0)
+        await pull_the_plug(list(self.instances.values()))
 
     def forget_all(self) -> asyncio.Task:
         """Forget every machine at once (a state reset) and power them off in the background."""
         machines = list(self.instances.values())
         self.instances.clear()
-
-        async def power_off_all() -> None:
-            for machine in machines:
-                await power_off(machine, grace=0)
-
-        return asyncio.get_running_loop().create_task(power_off_all())
+        return asyncio.get_running_loop().create_task(pull_the_plug(machines))
 
     # -- the machine ---------------------------------------------------------------------
     def notebook_user(self) -> pwd.struct_passwd:
