@@ -122,6 +122,13 @@ def test_nested_directories_with_encoded_and_unicode_names(new_share, emulator):
     assert on_disk.is_dir()
 
 
+def test_properties_of_a_missing_share_is_share_not_found(key_service, share_name):
+    """The hub reads a user's share before creating it: a missing share must answer 404 ShareNotFound."""
+    with pytest.raises(ResourceNotFoundError) as excinfo:
+        key_service.get_share_client(share_name()).get_share_properties()
+    assert error_of(excinfo) == (404, "ShareNotFound")
+
+
 def test_directory_conflicts_and_missing_parents(new_share):
     directory = new_share.create_directory("d")
     with pytest.raises(ResourceExistsError) as excinfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.credentials import AccessToken
 
@@ -14,14 +13,10 @@ from aml_jupyterhub.emulator.core.config import default_config
 from aml_jupyterhub.spawner.azure_calls import ArmEndpoint, ComputeClient
 from aml_jupyterhub.spawner.profiles import Workspace
 from support.arm_fixtures import ARM_SCOPE
+from support.no_threads import NoThreads
 
 WS = default_config().workspaces[0]
 WORKSPACE = Workspace("research", WS.subscription_id, WS.resource_group, WS.name, "eastus")
-
-
-class NoThreads(ThreadPoolExecutor):
-    def submit(self, *args, **kwargs):
-        raise AssertionError(f"an Azure call used a worker thread: {args[:1]}")
 
 
 class Minted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import uuid
@@ -9,6 +10,7 @@ import uuid
 import pytest
 
 from aml_jupyterhub.userspace import UserSpace, UserSpaceError, ensure_share, grant, revoke
+from support.no_threads import NoThreads
 
 OWNER = str(uuid.uuid4())
 
@@ -24,6 +26,13 @@ async def test_first_call_creates_the_share_then_it_is_reused(space, key_service
     assert await ensure_share(space, name, OWNER.upper()) is False  # already there: not an error
     props = key_service.get_share_client(name).get_share_properties()
     assert props.quota == 7 and props.metadata == {"owner_oid": OWNER, "created_by": "aml-jupyterhub"}
+
+
+async def test_two_servers_preparing_a_new_share_at_once_both_succeed_and_one_creates_it(space, share_name):
+    """Both read "not found"; one create wins, the other's 409 ShareAlreadyExists is read as "exists"."""
+    name = share_name()
+    results = await asyncio.gather(ensure_share(space, name, OWNER), ensure_share(space, name, OWNER))
+    assert sorted(results) == [False, True]
 
 
 async def test_a_share_owned_by_someone_else_is_never_taken_over(space, key_service, share_name):
@@ -68,13 +77,6 @@ async def test_one_policy_per_server_at_most_five_stale_ones_pruned_and_revoked_
 async def test_storage_calls_run_on_the_event_loop_without_a_worker_thread(space, share_name):
     """The hub's loop must not hand storage calls to its (small) default thread pool: a storm of
     spawns would queue there. Any executor use fails this test."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    class NoThreads(ThreadPoolExecutor):
-        def submit(self, *args, **kwargs):
-            raise AssertionError("a storage call used a worker thread")
-
     loop = asyncio.get_running_loop()
     saved = loop._default_executor
     loop.set_default_executor(NoThreads())
